@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from vmctl.build import PART_START, configure_rootfs, mbr, mmdebstrap_argv
+from vmctl.errors import ImageError
+from vmctl.images import Build
+
+RECIPE = Build(
+    suite="bookworm", mirror="http://mirror.invalid/debian", packages=("a", "b"),
+    kernel_cmdline="root=LABEL=vmctl-root ro console=ttyS0",
+)
+
+
+def test_mbr_has_one_active_linux_partition_from_1mib_to_the_end() -> None:
+    size = 3 << 30
+    sector = mbr(size, b"\xeb" * 440)
+    assert len(sector) == 512 and sector[510:] == b"\x55\xaa"
+    assert sector[:440] == b"\xeb" * 440
+    status, ptype = sector[446], sector[450]
+    start, count = struct.unpack("<II", sector[454:462])
+    assert (status, ptype, start) == (0x80, 0x83, PART_START)
+    assert start + count == size // 512
+    assert sector[462:510] == bytes(48)
+
+
+def test_mbr_refuses_oversized_boot_code() -> None:
+    with pytest.raises(ImageError, match="441 bytes"):
+        mbr(1 << 30, b"x" * 441)
+
+
+def test_mmdebstrap_argv_includes_every_package_and_honours_a_mirror_override() -> None:
+    argv = mmdebstrap_argv(RECIPE, Path("/r"), "http://other/debian")
+    assert "--include=a,b" in argv
+    assert argv[-3:] == ["bookworm", "/r", "http://other/debian"]
+
+
+def test_configure_rootfs_strips_identity(tmp_path: Path) -> None:
+    root = tmp_path
+    for d in ("etc/ssh", "etc/cloud/cloud.cfg.d", "var/lib/dbus", "var/lib/apt/lists", "var/cache/apt/archives"):
+        (root / d).mkdir(parents=True)
+    (root / "etc/ssh/ssh_host_ed25519_key").write_text("secret")
+    (root / "etc/machine-id").write_text("1234\n")
+    (root / "etc/resolv.conf").write_text("nameserver 10.0.0.1\n")
+    (root / "var/cache/apt/archives/x.deb").write_text("")
+    configure_rootfs(root, RECIPE)
+    assert not list((root / "etc/ssh").glob("ssh_host_*"))
+    assert (root / "etc/machine-id").read_text() == ""
+    assert not (root / "etc/resolv.conf").exists()
+    assert not (root / "var/cache/apt/archives/x.deb").exists()
+    assert "LABEL=vmctl-root" in (root / "etc/fstab").read_text()
+    assert "APPEND root=LABEL=vmctl-root ro console=ttyS0" in (root / "boot/extlinux/extlinux.conf").read_text()
+    assert "datasource_list: [NoCloud, None]" in (root / "etc/cloud/cloud.cfg.d/90-vmctl.cfg").read_text()

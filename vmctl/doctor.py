@@ -1,0 +1,114 @@
+"""``vmctl doctor``: is this host ready to run vmctl's VMs, and with which accelerator?"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from . import accel as _accel
+from .api import DEFAULT_NETWORK, POOL, machines_dir, resolve_uri
+from .errors import VmctlError
+from .hypervisor import Hypervisor
+from .images import Cache
+from .runtime import Runtime
+
+MIN_FREE_GIB = 5
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    accel: str | None = None
+    uri: str | None = None
+    probes: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "accel": self.accel, "uri": self.uri,
+                "checks": [asdict(c) for c in self.checks], "probes": self.probes}
+
+
+def _check(report: Report, name: str, fn: Callable[[], str]) -> None:
+    try:
+        report.checks.append(Check(name, True, fn()))
+    except VmctlError as e:
+        report.checks.append(Check(name, False, e.message, e.hint))
+
+
+def _binaries() -> str:
+    missing = [b for b in ("qemu-system-x86_64", "qemu-img") if shutil.which(b) is None]
+    if missing:
+        raise VmctlError(f"not installed: {', '.join(missing)}", hint="apt-get install qemu-system-x86 qemu-utils")
+    return _accel.qemu_version()
+
+
+def _storage() -> str:
+    directory = machines_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free / 2**30
+    if free < MIN_FREE_GIB:
+        raise VmctlError(f"only {free:.1f} GiB free in {directory}", hint="free disk space or set VMCTL_STATE_DIR")
+    return f"{directory}: {free:.0f} GiB free; {len(Cache().images())} cached image(s)"
+
+
+def _libvirt(report: Report, uri: str | None) -> None:
+    try:
+        report.uri = resolve_uri(uri)
+        hv = Hypervisor(report.uri)
+    except VmctlError as e:
+        report.checks.append(Check("libvirt", False, e.message, e.hint))
+        return
+    with hv:
+        _check(report, "libvirt", lambda: _describe(hv))
+        _check(report, "network", lambda: _network(hv))
+        _check(report, "storage pool", lambda: _pool(hv))
+
+
+def _describe(hv: Hypervisor) -> str:
+    info = hv.info()
+    runtime = " (vmctl runtime)" if hv.uri == Runtime().uri else ""
+    return f"{info.uri}{runtime}: libvirt {info.libvirt_version}, {info.hypervisor} {info.hypervisor_version}"
+
+
+def _network(hv: Hypervisor) -> str:
+    name = DEFAULT_NETWORK.name
+    if not hv.network_active(name):
+        raise VmctlError(f"network {name!r} is not active", hint="run 'vmctl hypervisor start'")
+    return f"{name}: active, {DEFAULT_NETWORK.cidr}"
+
+
+def _pool(hv: Hypervisor) -> str:
+    path = hv.pool_path(POOL)
+    if path is None:
+        raise VmctlError(f"storage pool {POOL!r} is not defined", hint="run 'vmctl hypervisor start'")
+    return f"{POOL}: {path}"
+
+
+def _probe(report: Report, reprobe: bool) -> str:
+    verdict = _accel.decide(reprobe=reprobe)
+    report.accel = verdict.accel
+    report.probes = [asdict(p) for p in verdict.probes]
+    seen = "; ".join(f"{p.accel}: {'boots' if p.ok else 'fails'} ({p.seconds}s, {p.seen})" for p in verdict.probes)
+    return f"using {verdict.accel} ({seen})"
+
+
+def diagnose(uri: str | None = None, reprobe: bool = False) -> Report:
+    """Run every check; never raises for a failed check."""
+    report = Report()
+    _check(report, "qemu", _binaries)
+    _libvirt(report, uri)
+    _check(report, "storage", _storage)
+    _check(report, "accelerator", lambda: _probe(report, reprobe))
+    return report

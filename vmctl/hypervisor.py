@@ -1,0 +1,207 @@
+"""The libvirt adapter: the only module that imports ``libvirt``.
+
+libvirt errors are translated into :class:`HypervisorError` at this boundary.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .errors import ConfigError, HypervisorError
+
+try:
+    import libvirt
+except ImportError as _e:  # pragma: no cover - exercised only without the package
+    raise ImportError(
+        "vmctl needs libvirt-python: pip install libvirt-python (needs libvirt-dev, pkg-config)"
+    ) from _e
+
+
+def _quiet(_ctx: Any, _err: Any) -> None:
+    """libvirt prints every error to stderr unless a handler is set."""
+
+
+libvirt.registerErrorHandler(_quiet, None)
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    uri: str
+    hypervisor: str
+    hypervisor_version: str
+    libvirt_version: str
+    domain_types: tuple[str, ...]
+
+
+def _version(number: int) -> str:
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def _message(e: libvirt.libvirtError) -> str:
+    return (e.get_error_message() or str(e)).strip()
+
+
+class Hypervisor:
+    """An open libvirt connection. Use as a context manager, or call close()."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        try:
+            self._conn = libvirt.open(uri)
+        except libvirt.libvirtError as e:
+            raise HypervisorError(
+                f"cannot connect to libvirt at {uri}: {_message(e)}",
+                hint="start vmctl's runtime with 'vmctl hypervisor start', or check --connect",
+            ) from e
+
+    def __enter__(self) -> "Hypervisor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+
+    @property
+    def conn(self) -> "libvirt.virConnect":
+        if self._conn is None:
+            raise HypervisorError(f"connection to {self.uri} is closed")
+        return self._conn
+
+    def info(self) -> HostInfo:
+        caps = ET.fromstring(self.conn.getCapabilities())
+        types = sorted({d.get("type", "") for d in caps.iter("domain")})
+        return HostInfo(
+            uri=self.conn.getURI(),
+            hypervisor=self.conn.getType(),
+            hypervisor_version=_version(self.conn.getVersion()),
+            libvirt_version=_version(self.conn.getLibVersion()),
+            domain_types=tuple(types),
+        )
+
+    # networks ---------------------------------------------------------------
+
+    def ensure_network(self, name: str, xml: str) -> bool:
+        """Define (if missing), autostart and start network ``name``; True if it was created."""
+        created = False
+        try:
+            net = self.conn.networkLookupByName(name)
+        except libvirt.libvirtError:
+            net = self._call(self.conn.networkDefineXML, xml, what=f"defining network {name}")
+            created = True
+        if not net.isActive():
+            self._call(net.create, what=f"starting network {name}")
+        if not net.autostart():
+            net.setAutostart(1)
+        return created
+
+    def network_active(self, name: str) -> bool:
+        try:
+            return bool(self.conn.networkLookupByName(name).isActive())
+        except libvirt.libvirtError:
+            return False
+
+    def network_leases(self, name: str) -> list[dict[str, Any]]:
+        try:
+            return list(self.conn.networkLookupByName(name).DHCPLeases())
+        except libvirt.libvirtError as e:
+            raise HypervisorError(f"reading DHCP leases of network {name}: {_message(e)}") from e
+
+    # storage ----------------------------------------------------------------
+
+    def ensure_pool(self, name: str, xml: str) -> bool:
+        """Define, build, autostart and start storage pool ``name``; True if created."""
+        created = False
+        try:
+            pool = self.conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError:
+            pool = self._call(self.conn.storagePoolDefineXML, xml, 0, what=f"defining pool {name}")
+            self._call(pool.build, 0, what=f"building pool {name}")
+            created = True
+        if not pool.isActive():
+            self._call(pool.create, 0, what=f"starting pool {name}")
+        if not pool.autostart():
+            pool.setAutostart(1)
+        return created
+
+    def pool_path(self, name: str) -> str | None:
+        try:
+            pool = self.conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+        return ET.fromstring(pool.XMLDesc()).findtext("target/path")
+
+    # domains ----------------------------------------------------------------
+
+    def define(self, xml: str) -> str:
+        dom = self._call(self.conn.defineXML, xml, what="defining the domain")
+        return str(dom.name())
+
+    def create_transient(self, xml: str) -> str:
+        """Create and start a domain that vanishes when it stops."""
+        dom = self._call(self.conn.createXML, xml, 0, what="starting a transient domain")
+        return str(dom.name())
+
+    def start(self, name: str) -> None:
+        self._call(self._domain(name).create, what=f"starting {name}")
+
+    def destroy(self, name: str) -> None:
+        dom = self._domain(name)
+        if dom.isActive():
+            self._call(dom.destroy, what=f"stopping {name}")
+
+    def undefine(self, name: str) -> None:
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        self._call(self._domain(name).undefineFlags, flags, what=f"undefining {name}")
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        return True
+
+    def state(self, name: str) -> str:
+        state, _reason = self._domain(name).state()
+        return STATES.get(state, "unknown")
+
+    def domains(self) -> Iterator[str]:
+        for dom in self.conn.listAllDomains(0):
+            yield str(dom.name())
+
+    def xml(self, name: str) -> str:
+        return str(self._domain(name).XMLDesc(0))
+
+    def _domain(self, name: str) -> "libvirt.virDomain":
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError as e:
+            raise ConfigError(
+                f"no VM named {name!r} on {self.uri}", hint="'vmctl ls' lists the VMs"
+            ) from e
+
+    @staticmethod
+    def _call(fn: Any, *args: Any, what: str) -> Any:
+        try:
+            return fn(*args)
+        except libvirt.libvirtError as e:
+            raise HypervisorError(f"{what} failed: {_message(e)}") from e
