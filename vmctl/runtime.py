@@ -28,6 +28,11 @@ DAEMONS = ("virtlogd", "libvirtd")
 DEFAULT_NETNS = "vmctl"
 
 
+def default_netns() -> str:
+    """The runtime's network namespace: ``$VMCTL_NETNS`` or ``vmctl``."""
+    return os.environ.get("VMCTL_NETNS") or DEFAULT_NETNS
+
+
 @dataclass(frozen=True)
 class RuntimeStatus:
     """Whether the runtime runs, and what it is made of."""
@@ -71,9 +76,9 @@ def _netns_exists(name: str) -> bool:
 class Runtime:
     """The private runtime rooted at ``paths`` in network namespace ``netns``."""
 
-    def __init__(self, paths: RuntimePaths | None = None, netns: str = DEFAULT_NETNS) -> None:
+    def __init__(self, paths: RuntimePaths | None = None, netns: str | None = None) -> None:
         self.paths = paths or runtime_paths()
-        self.netns = netns
+        self.netns = netns or default_netns()
 
     @property
     def uri(self) -> str:
