@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import build as _build
 from . import download as _download
@@ -20,6 +21,9 @@ from .progress import NoProgress, Progress
 from .render import network_xml, pool_xml
 from .runtime import Runtime, RuntimeStatus
 from .spec import NetworkSpec
+
+if TYPE_CHECKING:
+    from .host import Host
 
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
 DEFAULT_NETWORK = NetworkSpec()
@@ -44,9 +48,11 @@ def resolve_uri(uri: str | None = None) -> str:
     raise RuntimeStateError("no libvirt daemon is running and vmctl's runtime is stopped")
 
 
-def connect(uri: str | None = None) -> Hypervisor:
-    """An open libvirt connection to the resolved URI."""
-    return Hypervisor(resolve_uri(uri))
+def connect(uri: str | None = None) -> "Host":
+    """A :class:`~vmctl.host.Host` for ``uri`` (resolved as :func:`resolve_uri` does)."""
+    from .host import Host
+
+    return Host(uri)
 
 
 def prepare_host(hv: Hypervisor, network: NetworkSpec = DEFAULT_NETWORK) -> None:
@@ -123,5 +129,5 @@ def image_test(
     """Boot cached image ``name`` once and report when it reached each milestone."""
     image = Cache().require(name)
     accel = accelerator(progress)
-    with connect(uri) as hv:
+    with Hypervisor(resolve_uri(uri)) as hv:
         return boot_test(hv, image, machines_dir(), accel, boot, timeout, progress)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import ImageError
-from .images import Build, Cache, CachedImage, new_record
+from .images import Build, Cache, CachedImage, new_record, recipe_digest
 from .locks import file_lock
 from .proc import run
 from .progress import NoProgress, Progress
@@ -133,7 +133,8 @@ def build(
     """Build image ``name`` from ``recipe``; a cached one is returned as it is."""
     cache.root.mkdir(parents=True, exist_ok=True)
     with file_lock(cache.lock_path(name)):
-        if (cached := cache.get(name)) is not None:
+        cached = cache.get(name)
+        if cached is not None and (cached.source != "build" or cached.recipe == recipe_digest(recipe)):
             return cached
         workdir = cache.root / f".build-{name}-{os.getpid()}"
         shutil.rmtree(workdir, ignore_errors=True)
@@ -168,14 +169,14 @@ def _build_in(
 
 
 def _publish(workdir: Path, name: str, recipe: Build, user: str, cache: Cache) -> CachedImage:
-    disk = cache.file(name, "qcow2")
-    kernel, initrd = cache.file(name, "vmlinuz"), cache.file(name, "initrd")
+    sha256 = sha256_of(workdir / "disk.qcow2")
+    disk = cache.versioned(name, sha256, "qcow2")
+    kernel, initrd = cache.versioned(name, sha256, "vmlinuz"), cache.versioned(name, sha256, "initrd")
     (workdir / "vmlinuz").replace(kernel)
     (workdir / "initrd").replace(initrd)
-    sha256 = sha256_of(workdir / "disk.qcow2")
     (workdir / "disk.qcow2").replace(disk)
     record = new_record(
-        name, disk, sha256, "build",
+        name, disk, sha256, "build", recipe=recipe_digest(recipe),
         kernel=str(kernel), initrd=str(initrd), kernel_cmdline=recipe.kernel_cmdline, user=user,
     )
     return cache.publish(record)

@@ -276,6 +276,12 @@ def image_rm(names: tuple[str, ...]) -> None:
         click.echo(f"removed {name}")
 
 
+from .cli_machines import COMMANDS as _MACHINE_COMMANDS  # noqa: E402
+
+for _command in _MACHINE_COMMANDS:
+    main.add_command(_command)
+
+
 # completion --------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from typing import IO
 from urllib.parse import urlparse
 
 from .errors import ChecksumError, DownloadError, ImageError
-from .images import Cache, CachedImage, Download, new_record
+from .images import Cache, CachedImage, Download, new_record, recipe_digest
 from .locks import file_lock
 from .proc import run
 from .progress import NoProgress, Progress
@@ -138,7 +138,7 @@ def pull(name: str, source: Download, user: str, cache: Cache, progress: Progres
             return cached
         progress.phase("checksums")
         expected = expected_digest(source)
-        part, disk = cache.file(name, "part"), cache.file(name, "qcow2")
+        part = cache.file(name, "part")
         progress.phase("downloading")
         fetch(source.url, part, progress)
         progress.phase("verifying")
@@ -149,5 +149,6 @@ def pull(name: str, source: Download, user: str, cache: Cache, progress: Progres
             part.unlink(missing_ok=True)
             raise
         sha256 = expected if source.algorithm == "sha256" else file_digest(part, "sha256")
+        disk = cache.versioned(name, sha256, "qcow2")
         part.replace(disk)
-        return cache.publish(new_record(name, disk, sha256, "download", user=user))
+        return cache.publish(new_record(name, disk, sha256, "download", user=user, recipe=recipe_digest(source)))

@@ -188,6 +188,58 @@ class Hypervisor:
         for dom in self.conn.listAllDomains(0):
             yield str(dom.name())
 
+    def shutdown(self, name: str) -> None:
+        """Ask the guest to power off (guest agent, else ACPI); returns at once."""
+        dom = self._domain(name)
+        if dom.isActive():
+            flags = libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
+            self._call(dom.shutdownFlags, flags, what=f"shutting down {name}")
+
+    def set_metadata(self, name: str, namespace: str, key: str, element: str) -> None:
+        """Store ``element`` (XML) as the domain's metadata in ``namespace``, live and persistent."""
+        dom = self._domain(name)
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if dom.isActive():
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        self._call(dom.setMetadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT, element, key, namespace, flags,
+                   what=f"recording metadata of {name}")
+
+    def metadata(self, name: str, namespace: str) -> str | None:
+        """The domain's metadata element in ``namespace``, or None if it has none."""
+        try:
+            return str(self._domain(name).metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace))
+        except libvirt.libvirtError:
+            return None
+
+    def lease_address(self, network: str, mac: str) -> str | None:
+        """The IPv4 address the network's DHCP server leased to ``mac``."""
+        for lease in self.network_leases(network):
+            if lease.get("mac", "").lower() == mac.lower() and lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                return str(lease["ipaddr"])
+        return None
+
+    def guest_address(self, name: str, mac: str) -> str | None:
+        """The address of ``mac`` as the guest agent, then the ARP table, report it."""
+        dom = self._domain(name)
+        sources = (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP)
+        for source in sources:
+            try:
+                interfaces = dom.interfaceAddresses(source, 0)
+            except libvirt.libvirtError:
+                continue
+            for iface in interfaces.values():
+                if (iface.get("hwaddr") or "").lower() != mac.lower():
+                    continue
+                for addr in iface.get("addrs") or []:
+                    if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                        return str(addr["addr"])
+        return None
+
+    def host_limits(self) -> tuple[int, int]:
+        """(CPUs, memory in MiB) of the hypervisor host."""
+        info = self.conn.getInfo()
+        return int(info[2]), int(info[1])
+
     def xml(self, name: str) -> str:
         return str(self._domain(name).XMLDesc(0))
 

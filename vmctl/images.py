@@ -8,6 +8,7 @@ lock ``NAME.lock``, so concurrent pulls and builds of it serialise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -65,6 +66,7 @@ class CachedImage:
     initrd: str | None = None
     kernel_cmdline: str | None = None
     user: str = "debian"
+    recipe: str = ""  # digest of the definition it came from; a change means rebuild
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +117,12 @@ def _build(raw: dict[str, Any]) -> Build:
     return Build(packages=tuple(packages), **raw)
 
 
+def recipe_digest(section: Build | Download) -> str:
+    """A digest of a build recipe or download source, to notice when it changes."""
+    text = json.dumps(asdict(section), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def definitions() -> dict[str, ImageDef]:
     """Every known definition; earlier directories in the search path win."""
     found: dict[str, ImageDef] = {}
@@ -148,10 +156,17 @@ class Cache:
         return self.file(name, "lock")
 
     def get(self, name: str) -> CachedImage | None:
-        record, disk = self.file(name, "json"), self.file(name, "qcow2")
-        if not (record.exists() and disk.exists()):
+        record = self.file(name, "json")
+        try:
+            image = CachedImage(**json.loads(record.read_text()))
+        except (OSError, ValueError, TypeError):
             return None
-        return CachedImage(**json.loads(record.read_text()))
+        return image if Path(image.path).exists() else None
+
+    def versioned(self, name: str, sha256: str, suffix: str) -> Path:
+        """Where one version of an image's file lives. Overlays point at their base by
+        path, so a rebuilt image gets new files and never changes one a VM uses."""
+        return self.root / f"{name}.{sha256[:12]}.{suffix}"
 
     def require(self, name: str) -> CachedImage:
         image = self.get(name)

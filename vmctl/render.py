@@ -33,8 +33,11 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
+METADATA_NS = "https://vmctl.dev/xmlns/machine/1"
+
+
 def domain_xml(spec: DomainSpec) -> str:
-    return render("domain.xml.j2", d=spec)
+    return render("domain.xml.j2", d=spec, metadata_ns=METADATA_NS)
 
 
 def network_xml(spec: NetworkSpec) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +24,11 @@ def check_name(name: str, what: str = "name") -> str:
             hint="for example: web-1",
         )
     return name
+
+
+MAX_CPUS = 64
+MIN_MEMORY = 256
+MAX_MEMORY = 1024 * 1024
 
 
 def check_range(value: int, low: int, high: int, what: str) -> int:
@@ -74,6 +79,41 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class NetworkChoice:
+    """Where a VM's NIC attaches.
+
+    ``network:NAME`` a libvirt network (the runtime's isolated ``vmctl`` by
+    default, or a NAT network such as ``default``), ``bridge:NAME`` a host
+    bridge, ``user`` QEMU user-mode networking (for ``qemu:///session``).
+    """
+
+    kind: Literal["network", "bridge", "user"] = "network"
+    source: str = "vmctl"
+
+    @classmethod
+    def parse(cls, text: str) -> "NetworkChoice":
+        kind, _, source = text.partition(":")
+        if text == "user":
+            return cls("user", "")
+        if kind == "network" and source:
+            check_name(source, "network name")
+            return cls("network", source)
+        if kind == "bridge" and re.match(r"^[a-zA-Z0-9_.-]{1,15}$", source):
+            return cls("bridge", source)
+        if not source and NAME_RE.match(text):
+            return cls("network", text)
+        raise ConfigError(
+            f"invalid network {text!r}", hint="use NAME, network:NAME, bridge:BRIDGE or user"
+        )
+
+    def __str__(self) -> str:
+        return "user" if self.kind == "user" else f"{self.kind}:{self.source}"
+
+
+MAC_RE = re.compile(r"^52:54:00(:[0-9a-f]{2}){3}$")
+
+
+@dataclass(frozen=True)
 class DiskBoot:
     """Firmware (SeaBIOS) and the image's own boot loader."""
 
@@ -102,11 +142,65 @@ class DomainSpec:
     accel: Accel = "tcg"
     boot: DiskBoot | KernelBoot = field(default_factory=DiskBoot)
     seed: Path | None = None
-    network: str | None = "vmctl"
-    uuid: str | None = None
+    network: NetworkChoice | None = field(default_factory=NetworkChoice)
+    mac: str | None = None
     metadata: str = ""
 
     def __post_init__(self) -> None:
         check_name(self.name)
-        check_range(self.cpus, 1, 64, "vCPUs")
-        check_range(self.memory_mib, 128, 1024 * 1024, "memory (MiB)")
+        check_range(self.cpus, 1, MAX_CPUS, "vCPUs")
+        check_range(self.memory_mib, MIN_MEMORY, MAX_MEMORY, "memory (MiB)")
+        if self.mac is not None and not MAC_RE.match(self.mac):
+            raise ConfigError(f"invalid MAC address {self.mac!r}: use 52:54:00:xx:xx:xx")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """What ``vmctl up`` is asked for; compared field by field on a second ``up``."""
+
+    name: str
+    image: str = "debian-12"
+    cpus: int = 2
+    memory_mib: int = 1024
+    disk_gib: int = 10
+    boot: BootMode = "disk"
+    network: str = "vmctl"
+    user: str | None = None
+    ssh_keys: tuple[str, ...] = ()
+    user_data: str = ""  # extra cloud-config, YAML text, merged into vmctl's
+    docker: bool = False
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        check_name(self.image, "image name")
+        check_range(self.cpus, 1, MAX_CPUS, "vCPUs")
+        check_range(self.memory_mib, MIN_MEMORY, MAX_MEMORY, "memory (MiB)")
+        check_range(self.disk_gib, 1, 2048, "disk size (GiB)")
+        if self.boot not in ("disk", "kernel"):
+            raise ConfigError(f"invalid boot mode {self.boot!r}: use disk or kernel")
+        NetworkChoice.parse(self.network)
+        if self.user is not None:
+            check_user(self.user)
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> "MachineSpec":
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        known["ssh_keys"] = tuple(known.get("ssh_keys") or ())  # type: ignore[arg-type]
+        return cls(**known)  # type: ignore[arg-type]
+
+    def differences(self, other: "MachineSpec") -> list[str]:
+        """``field: ours -> theirs`` for every field that differs."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{k}: {mine[k]!r} -> {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]
+
+
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def check_user(user: str) -> str:
+    if not USER_RE.match(user) or user == "root":
+        raise ConfigError(f"invalid login user {user!r}: a lower-case Unix name, not root")
+    return user

@@ -1,0 +1,150 @@
+"""The VM lifecycle, for real: up (two processes at once, both boot modes),
+SSH with a pinned host key, cloud-init, copy, console, power, and down.
+
+The two VMs are shared by every test in this module to keep the suite short."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import vmctl
+from vmctl.guest import Endpoint, Guest
+from vmctl.keys import generate
+
+from .conftest import IMAGE, VMCTL, vmctl as run_vmctl
+
+DISK, KERNEL = "e2e-disk", "e2e-kernel"
+
+
+def _state_dir() -> Path:
+    return Path(os.environ["VMCTL_STATE_DIR"])
+
+
+@pytest.fixture(scope="module")
+def machines(runtime: dict[str, Any]) -> Iterator[dict[str, dict[str, Any]]]:
+    """Two VMs created by two vmctl processes running at the same time."""
+    procs = {
+        DISK: subprocess.Popen([*VMCTL, "up", DISK, "--image", IMAGE, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        KERNEL: subprocess.Popen([*VMCTL, "up", KERNEL, "--image", IMAGE, "--boot", "kernel", "--cpus", "1", "--json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+    }
+    try:
+        out = {name: p.communicate(timeout=1800) for name, p in procs.items()}
+        for name, p in procs.items():
+            assert p.returncode == 0, f"vmctl up {name}: {out[name][1]}"
+        yield {name: json.loads(o) for name, (o, _) in out.items()}
+    finally:
+        run_vmctl("down", DISK, KERNEL, check=False)
+
+
+def test_up_reports_the_vm_and_its_phase_timings(machines: dict[str, dict[str, Any]]) -> None:
+    for name, vm in machines.items():
+        assert vm["name"] == name and vm["state"] == "running" and vm["user"] == "debian"
+        assert vm["ip"].startswith("192.168.150.")
+        assert set(vm["timings"]) == {"define", "start", "ip", "ssh", "cloud_init", "total"}
+        assert vm["timings"]["total"] >= sum(v for k, v in vm["timings"].items() if k != "total") - 1
+    assert machines[KERNEL]["spec"]["boot"] == "kernel" and machines[DISK]["spec"]["boot"] == "disk"
+
+
+@pytest.mark.parametrize("name", [DISK, KERNEL])
+def test_ssh_runs_commands_and_returns_their_exit_code(machines: dict[str, Any], name: str) -> None:
+    assert run_vmctl("ssh", name, "--", "hostname").stdout.strip() == name
+    assert run_vmctl("ssh", name, "--", "exit 7", check=False).returncode == 7
+    status = run_vmctl("ssh", name, "--", "cloud-init", "status").stdout
+    assert "status: done" in status
+
+
+def test_interactive_ssh_reads_commands_from_stdin(machines: dict[str, Any]) -> None:
+    done = subprocess.run([*VMCTL, "ssh", DISK], input="echo from-stdin-$((6*7))\n", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "from-stdin-42" in done.stdout
+
+
+def test_the_guest_has_exactly_the_pinned_host_key(machines: dict[str, Any]) -> None:
+    with vmctl.connect() as host:
+        machine = host.get(DISK)
+        guest_key = machine.run("sudo cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+        assert guest_key == machine.record.host_key.split()[:2]
+        others = machine.run("ls /etc/ssh/").stdout.split()
+        assert [k for k in others if k.startswith("ssh_host_")] == ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+        machine.close()
+
+
+def test_another_host_key_is_refused(machines: dict[str, Any]) -> None:
+    with vmctl.connect() as host:
+        machine = host.get(DISK)
+        real = machine.endpoint()
+        forged = Endpoint(real.machine, real.host, real.user, real.client_key, generate().public, netns=real.netns)
+        with pytest.raises(vmctl.HostKeyMismatch) as e, Guest(forged) as guest:
+            guest.run("true")
+        assert e.value.machine == DISK and e.value.expected != e.value.got
+        assert Guest(real).run("true").rc == 0  # the pinned key itself is accepted
+
+
+def test_python_api_runs_and_copies(machines: dict[str, Any], tmp_path: Path) -> None:
+    with vmctl.connect() as host:
+        names = [m.name for m in host.list()]
+        assert DISK in names and KERNEL in names
+        machine = host.get(KERNEL)
+        result = machine.run(["sh", "-c", "echo $0 && exit 3", "it's quoted"])
+        assert (result.rc, result.stdout) == (3, "it's quoted\n")
+        src = tmp_path / "payload.bin"
+        src.write_bytes(os.urandom(300_000))
+        machine.put(src, "/tmp/payload.bin")
+        machine.get("/tmp/payload.bin", tmp_path / "back.bin")
+        assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+        machine.close()
+        machine.close()  # closing twice is safe
+
+
+def test_cp_both_ways(machines: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "up.txt").write_text("hello guest\n")
+    run_vmctl("cp", str(tmp_path / "up.txt"), f"{DISK}:/tmp/")
+    assert run_vmctl("ssh", DISK, "--", "cat /tmp/up.txt").stdout == "hello guest\n"
+    run_vmctl("cp", f"{DISK}:/etc/hostname", str(tmp_path))
+    assert (tmp_path / "hostname").read_text().strip() == DISK
+
+
+def test_ls_and_inspect(machines: dict[str, Any]) -> None:
+    listed = {m["name"]: m for m in json.loads(run_vmctl("ls", "--json").stdout)}
+    assert listed[DISK]["state"] == "running" and listed[DISK]["ip"] == machines[DISK]["ip"]
+    info = json.loads(run_vmctl("inspect", KERNEL, "--json").stdout)
+    assert info["host_key_fingerprint"].startswith("SHA256:") and info["spec"]["cpus"] == 1
+    assert info["netns"] == os.environ["VMCTL_NETNS"]
+
+
+def test_console_shows_the_boot(machines: dict[str, Any]) -> None:
+    text = run_vmctl("console", DISK).stdout
+    assert "Linux version" in text and "Cloud-init" in text
+
+
+def test_up_again_with_the_same_spec_returns_it_unchanged(machines: dict[str, Any]) -> None:
+    again = json.loads(run_vmctl("up", DISK, "--image", IMAGE, "--json").stdout)
+    assert again["created"] == machines[DISK]["created"] and again["ip"] == machines[DISK]["ip"]
+
+
+def test_up_with_a_different_spec_names_the_difference(machines: dict[str, Any]) -> None:
+    done = run_vmctl("up", DISK, "--image", IMAGE, "--cpus", "1", "--memory", "768", check=False)
+    assert done.returncode == 1
+    assert "cpus: 2 -> 1" in done.stderr and "memory_mib: 1024 -> 768" in done.stderr
+
+
+def test_stop_and_start(machines: dict[str, Any]) -> None:
+    run_vmctl("stop", KERNEL)
+    assert json.loads(run_vmctl("inspect", KERNEL, "--json").stdout)["state"] == "shutoff"
+    run_vmctl("start", KERNEL)
+    assert run_vmctl("ssh", KERNEL, "--", "hostname").stdout.strip() == KERNEL
+
+
+def test_down_leaves_nothing(machines: dict[str, Any]) -> None:
+    run_vmctl("down", KERNEL)
+    with vmctl.connect() as host:
+        assert KERNEL not in list(host.hv.domains())
+    assert not list((_state_dir() / "machines").glob(f"{KERNEL}.*"))
+    assert run_vmctl("down", KERNEL, check=False).returncode == 1  # already gone: a clear error

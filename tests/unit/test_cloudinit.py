@@ -1,0 +1,106 @@
+"""cloud-init seed data: built as data, merged, dumped safely, packed in an ISO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vmctl.cloudinit import merge, parse_user_data, seed_data
+from vmctl.errors import ConfigError
+from vmctl.keys import KeyPair, check_public_key, fingerprint, generate, read_public_key
+from vmctl.seed import read_seed, write_seed
+
+KEY = KeyPair("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n",
+              "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== host")
+
+
+def _seed(**kw: object) -> dict[str, object]:
+    args: dict[str, object] = dict(hostname="web", instance_id="iid-web-1", user="debian",
+                                   authorized_keys=["ssh-ed25519 AAAA client"], host_key=KEY,
+                                   mac="52:54:00:12:34:56")
+    args.update(kw)
+    data = seed_data(**args)  # type: ignore[arg-type]
+    assert data.user_data.startswith("#cloud-config\n")
+    return {"user": yaml.safe_load(data.user_data), "meta": yaml.safe_load(data.meta_data),
+            "net": yaml.safe_load(data.network_config)}
+
+
+def test_user_data_pins_the_host_key_and_generates_none() -> None:
+    user = _seed()["user"]
+    assert isinstance(user, dict)
+    assert user["ssh_keys"] == {"ed25519_private": KEY.private, "ed25519_public": KEY.public}
+    assert user["ssh_genkeytypes"] == [] and user["ssh_deletekeys"] is True
+    assert user["users"][0]["name"] == "debian"
+    assert user["users"][0]["ssh_authorized_keys"] == ["ssh-ed25519 AAAA client"]
+    assert user["ssh_pwauth"] is False
+
+
+def test_meta_and_network_config() -> None:
+    seed = _seed()
+    assert seed["meta"] == {"instance-id": "iid-web-1", "local-hostname": "web"}
+    assert seed["net"] == {"version": 2, "ethernets": {"eth0": {
+        "match": {"macaddress": "52:54:00:12:34:56"}, "set-name": "eth0", "dhcp4": True}}}
+
+
+def test_hostile_values_stay_values() -> None:
+    evil = 'a"b\nusers: []\n# <x> & \'y\''
+    user = _seed(authorized_keys=[evil])["user"]
+    assert isinstance(user, dict)
+    assert user["users"][0]["ssh_authorized_keys"] == [evil] and len(user["users"]) == 1
+
+
+def test_extra_user_data_merges() -> None:
+    extra = parse_user_data("#cloud-config\npackages: [htop]\nusers:\n  - name: extra\nruncmd: [[touch, /x]]\n")
+    user = _seed(extra=extra)["user"]
+    assert isinstance(user, dict)
+    assert [u["name"] for u in user["users"]] == ["debian", "extra"]
+    assert user["packages"] == ["htop"] and user["runcmd"] == [["touch", "/x"]]
+
+
+def test_merge_rules() -> None:
+    assert merge({"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2], "e": 3}, "d": 2}) == {
+        "a": {"b": 1, "c": [1, 2], "e": 3}, "d": 2}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a: [", "not valid YAML"), ("- a\n- b\n", "must be a cloud-config mapping"),
+     ("ssh_keys: {}\n", "sets ssh_keys"), ("ssh_genkeytypes: [rsa]\n", "sets ssh_genkeytypes")],
+)
+def test_bad_user_data(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_user_data(text, "extra.yaml")
+
+
+def test_seed_iso_round_trips_with_cidata_label_and_private_mode(tmp_path: Path) -> None:
+    data = seed_data(hostname="web", instance_id="i", user="debian", authorized_keys=[], host_key=KEY,
+                     mac="52:54:00:12:34:56")
+    path = write_seed(data, tmp_path / "seed.iso")
+    assert path.stat().st_mode & 0o777 == 0o600
+    files = read_seed(path)
+    assert files == data.files()
+    with path.open("rb") as f:
+        f.seek(16 * 2048 + 40)
+        assert f.read(32).decode().strip() == "cidata"
+
+
+def test_generated_keys_are_openssh_and_distinct() -> None:
+    a, b = generate("x"), generate("x")
+    assert a.public.startswith("ssh-ed25519 ") and a.public.endswith(" x")
+    assert "BEGIN OPENSSH PRIVATE KEY" in a.private and a.public != b.public
+    assert fingerprint(a.public).startswith("SHA256:") and fingerprint(a.public) != fingerprint(b.public)
+
+
+def test_public_key_files(tmp_path: Path) -> None:
+    good = tmp_path / "id.pub"
+    good.write_text(generate("me").public + "\n")
+    assert read_public_key(good).endswith(" me")
+    with pytest.raises(ConfigError, match="cannot read SSH key file"):
+        read_public_key(tmp_path / "missing.pub")
+    (tmp_path / "bad.pub").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match="is not an SSH public key"):
+        read_public_key(tmp_path / "bad.pub")
+    with pytest.raises(ConfigError, match="malformed"):
+        check_public_key("ssh-ed25519 !!!notbase64", "x")

@@ -1,0 +1,118 @@
+"""Rendered XML: golden files, libvirt's own schema, and a define on the test driver."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from vmctl.render import METADATA_NS, domain_xml, network_xml, pool_xml
+from vmctl.spec import DiskBoot, DomainSpec, KernelBoot, NetworkChoice, NetworkSpec
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("VMCTL_UPDATE_GOLDEN") == "1"
+M = Path("/var/lib/vmctl/machines")
+KERNEL = KernelBoot(Path("/var/cache/vmctl/images/debian-12.vmlinuz"), Path("/var/cache/vmctl/images/debian-12.initrd"),
+                    "root=LABEL=vmctl-root ro console=ttyS0,115200n8")
+
+
+def _domain(**kw: object) -> DomainSpec:
+    base: dict[str, object] = dict(name="web", disk=M / "web.qcow2", serial_log=M / "web.serial.log",
+                                   seed=M / "web.seed.iso", mac="52:54:00:12:34:56",
+                                   metadata='{"spec": {"name": "web"}, "note": "<&>"}')
+    base.update(kw)
+    return DomainSpec(**base)  # type: ignore[arg-type]
+
+
+DOMAINS = {
+    "domain-disk-tcg-network": _domain(),
+    "domain-kernel-kvm-network": _domain(accel="kvm", boot=KERNEL, cpus=4, memory_mib=4096),
+    "domain-disk-tcg-bridge": _domain(network=NetworkChoice("bridge", "br0")),
+    "domain-disk-tcg-user": _domain(network=NetworkChoice("user", "")),
+    "domain-kernel-tcg-nat": _domain(boot=KERNEL, network=NetworkChoice("network", "default")),
+    "domain-bare-no-network": _domain(network=None, seed=None, mac=None, metadata=""),
+}
+NETWORKS = {
+    "network-isolated": NetworkSpec(),
+    "network-nat": NetworkSpec(name="vmctl-nat", bridge="vmctlnat0", cidr="10.77.0.0/24", mode="nat"),
+}
+
+
+def _golden(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.xml"
+    if UPDATE or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from {path}; VMCTL_UPDATE_GOLDEN=1 regenerates"
+
+
+def _validate(text: str, kind: str, tmp_path: Path) -> None:
+    assert shutil.which("virt-xml-validate"), "virt-xml-validate (libvirt-clients) is required"
+    path = tmp_path / f"{kind}.xml"
+    path.write_text(text)
+    done = subprocess.run(["virt-xml-validate", str(path), kind], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("name", sorted(DOMAINS))
+def test_domain_matches_golden_and_libvirt_schema(name: str, tmp_path: Path) -> None:
+    text = domain_xml(DOMAINS[name])
+    _golden(name, text)
+    _validate(text, "domain", tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_network_matches_golden_and_libvirt_schema(name: str, tmp_path: Path) -> None:
+    text = network_xml(NETWORKS[name])
+    _golden(name, text)
+    _validate(text, "network", tmp_path)
+
+
+def test_pool_is_valid(tmp_path: Path) -> None:
+    _validate(pool_xml("vmctl", "/var/lib/vmctl/machines"), "storagepool", tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(DOMAINS))
+def test_every_domain_defines_on_libvirts_test_driver(name: str) -> None:
+    conn = libvirt.open("test:///default")
+    try:
+        dom = conn.defineXML(domain_xml(DOMAINS[name]))
+        assert dom.name() == "web"
+        dom.undefine()
+    finally:
+        conn.close()
+
+
+def test_networks_define_on_the_test_driver_but_nat_is_never_started_here() -> None:
+    conn = libvirt.open("test:///default")
+    try:
+        for spec in NETWORKS.values():
+            net = conn.networkDefineXML(network_xml(spec))
+            assert net.name() == spec.name and not net.isActive()
+            net.undefine()
+    finally:
+        conn.close()
+
+
+def test_hostile_paths_and_metadata_are_escaped() -> None:
+    spec = _domain(disk=Path("/tmp/a&b<c>'\".qcow2"), metadata='</vmctl:machine><evil/>')
+    root = ET.fromstring(domain_xml(spec))
+    assert root.find("devices/disk/source").get("file") == "/tmp/a&b<c>'\".qcow2"  # type: ignore[union-attr]
+    meta = root.find(f"metadata/{{{METADATA_NS}}}machine")
+    assert meta is not None and meta.text == "</vmctl:machine><evil/>" and not list(meta)
+
+
+@pytest.mark.parametrize(("spec", "domain_type"), [(_domain(accel="kvm"), "kvm"), (_domain(accel="tcg"), "qemu")])
+def test_accelerator_chooses_the_domain_type(spec: DomainSpec, domain_type: str) -> None:
+    assert ET.fromstring(domain_xml(spec)).get("type") == domain_type
+
+
+def test_disk_boot_uses_the_boot_loader_and_kernel_boot_the_kernel() -> None:
+    disk = ET.fromstring(domain_xml(_domain(boot=DiskBoot())))
+    kernel = ET.fromstring(domain_xml(_domain(boot=KERNEL)))
+    assert disk.find("os/boot") is not None and disk.find("os/kernel") is None
+    assert kernel.findtext("os/kernel") == str(KERNEL.kernel) and kernel.findtext("os/cmdline") == KERNEL.cmdline

@@ -1,0 +1,45 @@
+"""The NoCloud seed: an ISO 9660 image labelled ``cidata``, built in-process."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pycdlib
+
+from .cloudinit import SeedData
+
+# ISO 9660 names are short and upper-case; Rock Ridge and Joliet carry the real ones.
+_ISO_NAMES = {"user-data": "USERDATA.;1", "meta-data": "METADATA.;1", "network-config": "NETWORKC.;1"}
+
+
+def write_seed(data: SeedData, path: Path) -> Path:
+    """Write the seed to ``path`` (mode 0600: it holds the guest's private host key)."""
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
+    for name, content in data.files().items():
+        iso.add_fp(io.BytesIO(content), len(content), f"/{_ISO_NAMES[name]}",
+                   rr_name=name, joliet_path=f"/{name}")
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        iso.write_fp(f)
+    iso.close()
+    tmp.replace(path)
+    return path
+
+
+def read_seed(path: Path) -> dict[str, bytes]:
+    """The files in a seed, by their Rock Ridge names (for tests and inspection)."""
+    iso = pycdlib.PyCdlib()
+    iso.open(str(path))
+    try:
+        out = {}
+        for name in _ISO_NAMES:
+            buf = io.BytesIO()
+            iso.get_file_from_iso_fp(buf, rr_path=f"/{name}")
+            out[name] = buf.getvalue()
+        return out
+    finally:
+        iso.close()
