@@ -38,8 +38,9 @@ image: venv
 
 demo: runtime image
 	$(VMCTL) doctor
-	$(VMCTL) image ls
-	$(VMCTL) image test $(IMAGE)
+	$(VMCTL) up demo --image $(IMAGE)
+	$(VMCTL) ssh demo -- 'uname -a && cloud-init status'
+	$(VMCTL) ls
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
