@@ -9,21 +9,15 @@ IMAGE   ?= debian-12
 DEBS    := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
            pkg-config gcc python3-dev python3-venv mmdebstrap extlinux syslinux-common \
            e2fsprogs iproute2 dnsmasq-base iptables util-linux mount libxml2-utils \
-           openssh-client
+           openssh-client debian-archive-keyring docker.io
 
 .PHONY: all deps venv runtime image demo test unit e2e lint clean
 
 all: test
 
-# Debian packages: apt runs only when one is missing.
+# Debian packages: apt runs only when one is missing (docker.io: the CLI, no daemon started).
 deps:
-	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-	    | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:" $$missing; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	        --no-install-recommends $$missing; \
-	fi
+	@scripts/install-debs $(DEBS)
 
 # The package itself, installed (not editable) so the templates ship as they would.
 venv: deps
@@ -38,8 +32,11 @@ image: venv
 
 demo: runtime image
 	$(VMCTL) doctor
-	$(VMCTL) up demo --image $(IMAGE)
-	$(VMCTL) ssh demo -- 'uname -a && cloud-init status'
+	$(VMCTL) up demo --image $(IMAGE) --docker
+	$(VMCTL) ssh demo -- 'uname -a && cloud-init status && docker info --format "Docker {{.ServerVersion}}"'
+	$(VMCTL) docker env demo
+	DOCKER_HOST=ssh://vmctl-demo docker run --rm --network none vmctl/busybox:latest \
+	    echo "hello from a container on the Docker host VM 'demo'"
 	$(VMCTL) ls
 
 unit: venv

@@ -278,8 +278,13 @@ def image_rm(names: tuple[str, ...]) -> None:
 
 from .cli_machines import COMMANDS as _MACHINE_COMMANDS  # noqa: E402
 
+from .cli_docker import bake as _bake  # noqa: E402
+from .cli_docker import docker_group as _docker_group  # noqa: E402
+
 for _command in _MACHINE_COMMANDS:
     main.add_command(_command)
+main.add_command(_docker_group)
+image.add_command(_bake)
 
 
 # completion --------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .machine import Machine
 from .progress import NoProgress, Progress
 from .progress_term import TerminalProgress
 from .spec import MachineSpec
+from . import sshconfig
 
 
 def _host(ctx: click.Context) -> Host:
@@ -59,7 +60,7 @@ def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
     return MachineSpec(
         name=name, image=opts["image"], cpus=opts["cpus"], memory_mib=opts["memory"],
         disk_gib=opts["disk"], boot=opts["boot"], network=opts["network"], user=opts["user"],
-        ssh_keys=keys, user_data=user_data,
+        ssh_keys=keys, user_data=user_data, docker=opts["docker"],
     )
 
 
@@ -91,6 +92,7 @@ def _summary(data: dict[str, Any]) -> str:
 @click.option("--user-data", type=click.Path(dir_okay=False), help="Extra cloud-config merged into vmctl's.")
 @click.option("--ssh-key", multiple=True, type=click.Path(dir_okay=False),
               help="A public key file to authorise as well (repeatable).")
+@click.option("--docker", is_flag=True, help="Install Docker Engine (a baked image makes this a quick check).")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a failed VM in place to inspect it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the VM (a list for several) as JSON.")
 @click.pass_context
@@ -105,6 +107,7 @@ def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_
       vmctl up web
       vmctl up a b c --cpus 1 --memory 768
       vmctl up dev --ssh-key ~/.ssh/id_ed25519.pub --user-data extra.yaml --json
+      vmctl up dockerhost --docker
     """
     specs = [_spec(name, opts) for name in names]  # every input checked before anything is made
     uri = ctx.obj["connect"]
@@ -195,25 +198,6 @@ def inspect(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(f"{key + ':':<22} {value}")
 
 
-def _known_hosts(machine: Machine) -> Path:
-    path = machine.host.file(machine.name, "known_hosts")
-    path.write_text(f"vmctl-{machine.name} {machine.record.host_key}\n")
-    return path
-
-
-def ssh_argv(machine: Machine, command: list[str]) -> list[str]:
-    """The OpenSSH command line that reaches ``machine`` with its pinned host key."""
-    ep = machine.endpoint()
-    argv = ["ssh", "-i", str(ep.client_key), "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={_known_hosts(machine)}", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"HostKeyAlias=vmctl-{machine.name}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR"]
-    if ep.netns:
-        proxy = [sys.executable, "-m", "vmctl.cli", "netns-proxy", ep.netns, "%h", "%p"]
-        argv += ["-o", "ProxyCommand=" + shlex.join(proxy)]
-    return [*argv, f"{ep.user}@{ep.host}", *command]
-
-
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name", shell_complete=_names)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -233,7 +217,7 @@ def ssh(ctx: click.Context, name: str, command: tuple[str, ...], timeout: float)
     with _host(ctx) as host:
         machine = host.get(name)
         if not command:
-            argv = ssh_argv(machine, [])
+            argv = sshconfig.ssh_argv(machine, [])
             os.execvp(argv[0], argv)
         result = machine.run(command[0] if len(command) == 1 else shlex.join(command), timeout=timeout)
         machine.close()

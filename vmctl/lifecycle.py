@@ -19,7 +19,7 @@ from .boottest import boot_spec
 from .cloudinit import parse_user_data, seed_data
 from .disks import create_overlay
 from .errors import ConfigError, VmctlError, WaitTimeout
-from .images import Cache, definition
+from .images import Cache
 from .keys import generate
 from .locks import file_lock
 from .machine import Machine
@@ -80,11 +80,10 @@ def up(
     timeouts: Timeouts | None = None,
 ) -> Machine:
     """Create, boot and provision VM ``spec.name``; an identical existing VM is returned as it is."""
-    image_def = definition(spec.image)
     image = Cache().require(spec.image)
     extra = parse_user_data(spec.user_data)
     _check_against_host(host, spec)
-    spec = replace(spec, user=spec.user or image.user or image_def.user)
+    spec = replace(spec, user=spec.user or image.user)
     host.dir.mkdir(parents=True, exist_ok=True)
     with file_lock(host.file(spec.name, "lock")):
         if host.hv.exists(spec.name):
@@ -137,6 +136,8 @@ class _Run:
         self.step("ip", "waiting for an address", self.wait_ip)
         self.step("ssh", "waiting for SSH", self.wait_ssh)
         self.step("cloud_init", "waiting for cloud-init to finish", self.wait_cloud_init)
+        if self.spec.docker:
+            self.step("docker", "installing Docker", self.install_docker)
         self.timings["total"] = round(time.monotonic() - started, 2)
         assert self.machine is not None
         record = replace(self.machine.record, timings=self.timings)
@@ -195,6 +196,12 @@ class _Run:
             detail = self.machine.run("cloud-init status --long").stdout.strip().replace("\n", "; ")
             raise VmctlError(f"cloud-init did not finish cleanly (exit {result.rc}): {detail}",
                              hint=f"'vmctl ssh {self.spec.name} -- sudo cat /var/log/cloud-init.log'")
+
+    def install_docker(self) -> None:
+        from .provision import install
+
+        assert self.machine is not None
+        install(self.machine, progress=self.progress)
 
     def _last_line(self) -> str:
         assert self.machine is not None

@@ -96,6 +96,12 @@ class Machine:
     def get(self, remote: str, local: Path) -> None:
         self.ssh().get(remote, local)
 
+    def docker(self, timeout: int = 60) -> Any:
+        """A ``docker.DockerClient`` for this VM, over SSH with the pinned host key."""
+        from .docker import client
+
+        return client(Guest(self.endpoint()), timeout)
+
     def close(self) -> None:
         if self._guest is not None:
             self._guest.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from functools import lru_cache
 from typing import Any
 
@@ -18,7 +19,7 @@ def _autoescape(name: str | None) -> bool:
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """The one Jinja environment: strict, trimmed, XML autoescaped."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -26,6 +27,8 @@ def environment() -> jinja2.Environment:
         autoescape=_autoescape,
         keep_trailing_newline=True,
     )
+    env.filters["sh"] = lambda value: shlex.quote(str(value))  # every shell word in .sh.j2
+    return env
 
 
 def render(template: str, **context: Any) -> str:

@@ -40,3 +40,38 @@ def test_bad_networks(cidr: str) -> None:
 def test_domain_ranges(field: str, value: int) -> None:
     with pytest.raises(ConfigError, match="out of range"):
         DomainSpec(name="a", disk=Path("/d"), serial_log=Path("/s"), **{field: value})  # type: ignore[arg-type]
+
+
+from vmctl.spec import MachineSpec, NetworkChoice  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("vmctl", NetworkChoice("network", "vmctl")), ("network:default", NetworkChoice("network", "default")),
+     ("bridge:br0", NetworkChoice("bridge", "br0")), ("user", NetworkChoice("user", ""))],
+)
+def test_network_choices(text: str, expected: NetworkChoice) -> None:
+    assert NetworkChoice.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["bridge:", "bridge:a b", "network:Bad", "x:y", "a;b"])
+def test_bad_network_choices(text: str) -> None:
+    with pytest.raises(ConfigError, match="invalid network"):
+        NetworkChoice.parse(text)
+
+
+def test_machine_spec_differences_name_each_field() -> None:
+    a = MachineSpec("web", cpus=2, memory_mib=1024)
+    b = MachineSpec("web", cpus=1, memory_mib=768)
+    assert a.differences(b) == ["cpus: 2 -> 1", "memory_mib: 1024 -> 768"]
+    assert a.differences(MachineSpec.from_dict(a.to_dict())) == []
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [({"disk_gib": 0}, "disk size"), ({"boot": "pxe"}, "invalid boot mode"), ({"user": "root"}, "login user"),
+     ({"image": "Bad"}, "image name"), ({"memory_mib": 100}, "memory")],
+)
+def test_machine_spec_validation(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        MachineSpec("web", **kw)  # type: ignore[arg-type]

@@ -1,0 +1,64 @@
+"""``vmctl image bake``: capture a provisioned VM as a new base image.
+
+The guest is generalised (cloud-init reset, machine-id emptied, host keys,
+Docker engine identity and logs removed), shut down, and its disk flattened
+with its backing image into a new cached image. VMs made from it come up with
+what the source VM had installed (Docker, say), and only a check left to run.
+The source VM is left stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .build import sha256_of
+from .errors import ImageError
+from .images import Cache, CachedImage, new_record
+from .locks import file_lock
+from .machine import Machine
+from .proc import run
+from .progress import NoProgress, Progress
+from .render import render
+from .spec import check_name
+
+
+def bake(machine: Machine, new: str, cache: Cache | None = None, progress: Progress = NoProgress()) -> CachedImage:
+    """Make cached image ``new`` from ``machine`` (which ends up stopped)."""
+    check_name(new, "image name")
+    cache = cache or Cache()
+    parent = cache.require(machine.spec.image)
+    cache.root.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache.lock_path(new)):
+        if cache.get(new) is not None:
+            raise ImageError(f"image {new!r} already exists", hint=f"'vmctl image rm {new}' first, or pick another name")
+        progress.phase("generalising the guest")
+        result = machine.run("sudo bash -s", stdin=render("bake/generalize.sh.j2", user=machine.user).encode(), timeout=600)
+        if result.rc != 0:
+            raise ImageError(f"generalising {machine.name} failed (exit {result.rc}): {result.tail()}")
+        progress.phase("shutting down")
+        machine.stop(timeout=180)
+        progress.phase("flattening the disk into a new base image")
+        return _capture(machine, new, parent, cache)
+
+
+def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> CachedImage:
+    tmp = cache.root / f".bake-{new}-{os.getpid()}.qcow2"
+    try:
+        run(["qemu-img", "convert", "-O", "qcow2", machine.record.disk, str(tmp)],
+            what="qemu-img convert", timeout=1800)
+        sha256 = sha256_of(tmp)
+        disk = cache.versioned(new, sha256, "qcow2")
+        extra: dict[str, str] = {}
+        for kind in ("kernel", "initrd"):
+            if source := getattr(parent, kind):
+                target = cache.versioned(new, sha256, "vmlinuz" if kind == "kernel" else "initrd")
+                shutil.copyfile(source, target)
+                extra[kind] = str(target)
+        tmp.replace(disk)
+    finally:
+        tmp.unlink(missing_ok=True)
+    record = new_record(new, disk, sha256, "bake", user=parent.user, kernel_cmdline=parent.kernel_cmdline,
+                        extra={"parent": parent.name, "from_vm": machine.name}, **extra)
+    return cache.publish(record)

@@ -1,0 +1,75 @@
+"""Container images without a registry: tiny local images and loading tars into guests."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import tarfile
+import tempfile
+from pathlib import Path
+
+from .errors import ConfigError, VmctlError
+from .machine import Machine
+from .proc import run
+
+BUSYBOX_APPLETS = ("sh", "true", "false", "echo", "cat", "ls", "sleep", "hostname", "uname", "date", "env", "wget", "nc")
+
+
+def tar_kind(path: Path) -> str:
+    """``image`` for a ``docker save`` archive, ``rootfs`` for a root filesystem tar."""
+    try:
+        with tarfile.open(path) as tar:
+            names = {n.lstrip("./") for n in tar.getnames()}
+    except (tarfile.TarError, OSError) as e:
+        raise ConfigError(f"{path} is not a readable tar archive: {e}") from e
+    return "image" if {"manifest.json", "index.json"} & names else "rootfs"
+
+
+def busybox_rootfs(out: Path) -> Path:
+    """A root filesystem tar holding Debian's static busybox (a ~2 MB image)."""
+    with tempfile.TemporaryDirectory(prefix="vmctl-busybox-") as tmp:
+        run(["apt-get", "download", "busybox-static"], what="apt-get download busybox-static", timeout=300, cwd=Path(tmp))
+        deb = next(Path(tmp).glob("busybox-static_*.deb"))
+        run(["dpkg-deb", "-x", str(deb), f"{tmp}/x"], what="dpkg-deb -x")
+        binary = (Path(tmp) / "x/bin/busybox").read_bytes()
+    with tarfile.open(out, "w") as tar:
+        _add(tar, "bin", b"", tarfile.DIRTYPE, 0o755)
+        _add(tar, "bin/busybox", binary, tarfile.REGTYPE, 0o755)
+        for applet in BUSYBOX_APPLETS:
+            _add(tar, f"bin/{applet}", b"", tarfile.SYMTYPE, 0o777, link="busybox")
+        for directory in ("tmp", "proc", "sys", "dev", "etc"):
+            _add(tar, directory, b"", tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755)
+    return out
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, kind: bytes, mode: int, link: str = "") -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.linkname = kind, mode, len(data), link
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+def load(machine: Machine, archive: Path, tag: str | None = None) -> list[str]:
+    """Load ``archive`` into the guest's Docker: ``docker load`` or, for a rootfs, ``docker import``."""
+    if not archive.is_file():
+        raise ConfigError(f"{archive} is not a file")
+    kind = tar_kind(archive)
+    if kind == "rootfs" and not tag:
+        raise ConfigError(f"{archive} is a root filesystem tar, so it needs a name", hint="add --tag NAME:TAG")
+    remote = f"/tmp/vmctl-load-{secrets.token_hex(4)}.tar"
+    machine.put(archive, remote)
+    try:
+        if kind == "image":
+            result = machine.run(["sudo", "docker", "load", "-i", remote], timeout=1800)
+            loaded = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("Loaded image")]
+            if tag and result.rc == 0 and loaded:
+                machine.run(["sudo", "docker", "tag", loaded[0], tag], timeout=120)
+                loaded.append(tag)
+        else:
+            result = machine.run(["sudo", "docker", "import", remote, str(tag)], timeout=1800)
+            loaded = [str(tag)]
+    finally:
+        machine.run(["rm", "-f", remote], timeout=60)
+    if result.rc != 0:
+        raise VmctlError(f"{machine.name}: loading {archive.name} failed: {result.tail()}",
+                         hint=f"is Docker installed? 'vmctl docker install {machine.name}'")
+    return loaded
