@@ -280,10 +280,16 @@ from .cli_machines import COMMANDS as _MACHINE_COMMANDS  # noqa: E402
 
 from .cli_docker import bake as _bake  # noqa: E402
 from .cli_docker import docker_group as _docker_group  # noqa: E402
+from .cli_pool import apply as _apply  # noqa: E402
+from .cli_pool import destroy as _destroy  # noqa: E402
+from .cli_pool import pool_group as _pool_group  # noqa: E402
 
 for _command in _MACHINE_COMMANDS:
     main.add_command(_command)
 main.add_command(_docker_group)
+main.add_command(_pool_group)
+main.add_command(_apply)
+main.add_command(_destroy)
 image.add_command(_bake)
 
 

@@ -37,7 +37,7 @@ class PinnedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]
 def client(guest: Guest, timeout: int = 60) -> Any:
     """A ``docker.DockerClient`` for the guest behind ``guest``."""
     adapter = PinnedSSHAdapter(guest, timeout)
-    sdk = docker.DockerClient(base_url="http://vmctl-guest", version=API_FLOOR, timeout=timeout)
+    sdk = docker.DockerClient(base_url="tcp://vmctl-guest:2375", version=API_FLOOR, timeout=timeout)
     sdk.api.mount("http+docker://ssh", adapter)
     sdk.api.base_url = "http+docker://ssh"
     sdk.api._custom_adapter = adapter

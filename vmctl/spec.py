@@ -169,6 +169,7 @@ class MachineSpec:
     ssh_keys: tuple[str, ...] = ()
     user_data: str = ""  # extra cloud-config, YAML text, merged into vmctl's
     docker: bool = False
+    pool: str = ""  # the Swarm pool this VM belongs to, if any
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -181,6 +182,8 @@ class MachineSpec:
         NetworkChoice.parse(self.network)
         if self.user is not None:
             check_user(self.user)
+        if self.pool:
+            check_name(self.pool, "pool name")
 
     def to_dict(self) -> dict[str, object]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}

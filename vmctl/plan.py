@@ -1,0 +1,174 @@
+"""Plan files: VMs and pools declared in YAML, validated precisely, converged.
+
+::
+
+    vms:
+      web:
+        image: debian-12
+        cpus: 1
+        memory: 768
+        docker: true
+        user_data: {packages: [htop]}
+    pools:
+      swarm:
+        size: 2
+        managers: 1
+
+``apply`` creates what is missing, leaves what matches, and reports what
+differs; ``destroy`` removes all the plan declares. Applying twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ConfigError, VmctlError
+from .host import Host
+from .keys import read_public_key
+from .pool import Pool, PoolSpec, members
+from .progress import NoProgress, Progress
+from .spec import MachineSpec
+
+VM_KEYS: dict[str, tuple[type, str]] = {
+    "image": (str, "image"), "cpus": (int, "cpus"), "memory": (int, "memory_mib"), "disk": (int, "disk_gib"),
+    "boot": (str, "boot"), "network": (str, "network"), "user": (str, "user"), "docker": (bool, "docker"),
+    "user_data": (dict, "user_data"), "ssh_keys": (list, "ssh_keys"),
+}
+POOL_KEYS: dict[str, tuple[type, str]] = {
+    "size": (int, "size"), "managers": (int, "managers"), "image": (str, "image"),
+    "cpus": (int, "cpus"), "memory": (int, "memory_mib"),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: Path
+    vms: tuple[MachineSpec, ...]
+    pools: tuple[PoolSpec, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # vm or pool
+    name: str
+    action: str  # created, unchanged, differs, destroyed, absent, failed
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _fields(where: str, raw: Any, schema: dict[str, tuple[type, str]]) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
+    out = {}
+    for key, value in raw.items():
+        if key not in schema:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(schema)})")
+        kind, field = schema[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+        out[field] = value
+    return out
+
+
+def _section(path: Path, raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {key}: expected a mapping of name -> settings")
+    return value
+
+
+def _build(where: str, factory: Callable[..., Any], **kw: Any) -> Any:
+    try:
+        return factory(**kw)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e.message}", hint=e.hint) from e
+
+
+def _vm(path: Path, name: str, raw: Any) -> MachineSpec:
+    where = f"{path}: vms.{name}"
+    fields = _fields(where, raw, VM_KEYS)
+    if "user_data" in fields:
+        fields["user_data"] = yaml.safe_dump(fields["user_data"], sort_keys=False)
+    if "ssh_keys" in fields:
+        fields["ssh_keys"] = tuple(read_public_key(path.parent / str(p)) for p in fields["ssh_keys"])
+    return _build(where, MachineSpec, name=str(name), **fields)  # type: ignore[no-any-return]
+
+
+def load(path: Path) -> Plan:
+    """Read and validate a plan; errors name the file, the key and what is wrong."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read plan {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'vms' and/or 'pools'")
+    if unknown := set(raw) - {"vms", "pools"}:
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))} (known: vms, pools)")
+    vms = tuple(_vm(path, n, v) for n, v in _section(path, raw, "vms").items())
+    pools = tuple(_build(f"{path}: pools.{n}", PoolSpec, name=str(n), **_fields(f"{path}: pools.{n}", v, POOL_KEYS))
+                  for n, v in _section(path, raw, "pools").items())
+    if not vms and not pools:
+        raise ConfigError(f"{path}: declares no vms and no pools")
+    return Plan(path, vms, pools)
+
+
+def apply(plan: Plan, uri: str | None = None, progress: Progress = NoProgress()) -> list[Outcome]:
+    """Converge the host to ``plan``."""
+    outcomes = [_apply_vm(spec, uri, progress) for spec in plan.vms]
+    outcomes += [_apply_pool(spec, uri, progress) for spec in plan.pools]
+    return outcomes
+
+
+def _apply_vm(spec: MachineSpec, uri: str | None, progress: Progress) -> Outcome:
+    with Host(uri) as host:
+        try:
+            if host.hv.exists(spec.name):
+                existing = host.get(spec.name).spec
+                diffs = existing.differences(MachineSpec(**{**asdict(spec), "user": spec.user or existing.user}))
+                return Outcome("vm", spec.name, "differs" if diffs else "unchanged", "; ".join(diffs))
+            progress.phase(f"vm {spec.name}: creating")
+            machine = host.up(spec, progress=progress)
+            machine.close()
+            return Outcome("vm", spec.name, "created")
+        except VmctlError as e:
+            return Outcome("vm", spec.name, "failed", e.message)
+
+
+def _apply_pool(spec: PoolSpec, uri: str | None, progress: Progress) -> Outcome:
+    with Host(uri) as host:
+        count = len(members(host, spec.name))
+    try:
+        if count > spec.size:
+            return Outcome("pool", spec.name, "differs", f"size: {spec.size} -> {count} nodes")
+        pool = Pool(uri, spec.name, progress)
+        if count == spec.size and all(n["reachable"] for n in pool.status().nodes):
+            return Outcome("pool", spec.name, "unchanged")
+        pool.up(spec)
+        return Outcome("pool", spec.name, "created" if count == 0 else "converged", f"{spec.size} nodes")
+    except VmctlError as e:
+        return Outcome("pool", spec.name, "failed", e.message)
+
+
+def destroy(plan: Plan, uri: str | None = None) -> list[Outcome]:
+    """Remove every VM and pool the plan declares."""
+    outcomes = []
+    with Host(uri) as host:
+        for spec in plan.vms:
+            removed = host.remove(spec.name) if host.hv.exists(spec.name) else []
+            outcomes.append(Outcome("vm", spec.name, "destroyed" if removed else "absent"))
+        for pool in plan.pools:
+            nodes = members(host, pool.name)
+            for node in nodes:
+                node.down()
+            outcomes.append(Outcome("pool", pool.name, "destroyed" if nodes else "absent", f"{len(nodes)} nodes"))
+    return outcomes
