@@ -91,7 +91,12 @@ def hypervisor() -> None:
 @hypervisor.command("start")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def hypervisor_start(as_json: bool) -> None:
-    """Start the private runtime; a running one is left as it is."""
+    """Start the private runtime; a running one is left as it is.
+
+    \b
+    Example:
+      vmctl hypervisor start && virsh -c "$(vmctl hypervisor status --json | jq -r .uri)" list
+    """
     with _progress(as_json) as progress:
         status = api.hypervisor_start(progress)
     if as_json:
@@ -103,7 +108,12 @@ def hypervisor_start(as_json: bool) -> None:
 @hypervisor.command("stop")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def hypervisor_stop(as_json: bool) -> None:
-    """Stop the runtime's guests and daemons (by PID) and remove its namespace."""
+    """Stop the runtime's guests and daemons (by PID) and remove its namespace.
+
+    \b
+    Example:
+      vmctl hypervisor stop
+    """
     status = api.hypervisor_stop()
     if as_json:
         _emit_json(status.to_dict())
@@ -114,7 +124,12 @@ def hypervisor_stop(as_json: bool) -> None:
 @hypervisor.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def hypervisor_status(as_json: bool) -> None:
-    """Show whether the runtime runs, its URI, namespace and processes."""
+    """Show whether the runtime runs, its URI, namespace and processes.
+
+    \b
+    Example:
+      vmctl hypervisor status --json
+    """
     status = api.hypervisor_status()
     if as_json:
         _emit_json(status.to_dict())
@@ -313,4 +328,4 @@ def completion(shell: str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="vmctl")

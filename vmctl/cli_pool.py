@@ -78,7 +78,12 @@ def up(ctx: click.Context, name: str, size: int, managers: int, image: str, cpus
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def ls(ctx: click.Context, as_json: bool) -> None:
-    """List pools and their nodes."""
+    """List pools and their nodes.
+
+    \b
+    Example:
+      vmctl pool ls --json
+    """
     from .pool import pools
 
     found = pools(ctx.obj["connect"])
@@ -95,7 +100,12 @@ def ls(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a 'nodes' list).")
 @click.pass_context
 def status(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Every node: VM state, Swarm role, availability, reachability, engine version."""
+    """Every node: VM state, Swarm role, availability, reachability, engine version.
+
+    \b
+    Example:
+      vmctl pool status swarm --json | jq '.nodes[] | {name, role, status}'
+    """
     result = _pool(ctx, name).status().to_dict()
     _emit(result) if as_json else _print_status(result)
 
@@ -144,7 +154,12 @@ def scale(ctx: click.Context, name: str, size: int, as_json: bool) -> None:
 @click.argument("name")
 @click.pass_context
 def down(ctx: click.Context, name: str) -> None:
-    """Destroy every VM of the pool."""
+    """Destroy every VM of the pool (disks, seeds, libvirt domains).
+
+    \b
+    Example:
+      vmctl pool down swarm
+    """
     for node in _pool(ctx, name).down():
         click.echo(f"removed {node}")
 

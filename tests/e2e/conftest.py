@@ -48,3 +48,35 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+DOCK, BAKED_IMAGE = "e2e-dock", "e2e-docker-baked"
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A $HOME of the tests' own, for ~/.docker (contexts). OpenSSH reads the passwd
+    home's ~/.ssh/config, where vmctl adds one Include and drops stale ones."""
+    path = tmp_path_factory.mktemp("home")
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(path)
+    yield path
+    os.environ["HOME"] = saved or "/root"
+
+
+@pytest.fixture(scope="session")
+def dockerhost(runtime: dict[str, Any], home: Path) -> Iterator[dict[str, Any]]:
+    """A VM with Docker installed fresh (offline method), shared by the Docker tests."""
+    try:
+        yield vmctl_json("up", DOCK, "--image", IMAGE, "--docker")
+    finally:
+        vmctl("down", DOCK, check=False)
+
+
+@pytest.fixture(scope="session")
+def baked_image(dockerhost: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The Docker host captured as a base image (the source VM is left stopped)."""
+    try:
+        yield vmctl_json("image", "bake", BAKED_IMAGE, "--from", DOCK)
+    finally:
+        vmctl("image", "rm", BAKED_IMAGE, check=False)

@@ -18,22 +18,9 @@ from vmctl.docker import client as docker_client
 from vmctl.guest import Endpoint, Guest
 from vmctl.keys import generate
 
-from .conftest import IMAGE, VMCTL, vmctl as run_vmctl
+from .conftest import BAKED_IMAGE, DOCK, IMAGE, vmctl as run_vmctl
 
-DOCK, BAKED_VM, BAKED_IMAGE = "e2e-dock", "e2e-baked", "e2e-docker-baked"
-
-
-@pytest.fixture(scope="module")
-def dockerhost(runtime: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    home = tmp_path_factory.mktemp("home")  # ~/.ssh/config and ~/.docker of these tests only
-    saved = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        yield json.loads(run_vmctl("up", DOCK, "--image", IMAGE, "--docker", "--json").stdout)
-    finally:
-        run_vmctl("down", DOCK, BAKED_VM, check=False)
-        run_vmctl("image", "rm", BAKED_IMAGE, check=False)
-        os.environ["HOME"] = saved or "/root"
+BAKED_VM = "e2e-baked"
 
 
 def test_up_with_docker_reports_the_docker_phase(dockerhost: dict[str, Any]) -> None:
@@ -106,19 +93,23 @@ def test_docker_env_works_with_ssh_and_the_docker_cli(dockerhost: dict[str, Any]
         assert ctx.returncode == 0, ctx.stderr
 
 
-def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any]) -> None:
+def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: pytest.FixtureRequest) -> None:
     before = run_vmctl("ssh", DOCK, "--", "cat /etc/machine-id").stdout.strip()
-    image = json.loads(run_vmctl("image", "bake", BAKED_IMAGE, "--from", DOCK, "--json").stdout)
+    image = request.getfixturevalue("baked_image")  # bakes DOCK now, leaving it stopped
     assert image["source"] == "bake" and image["extra"]["parent"] == IMAGE
     assert json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["state"] == "shutoff"
-    vm = json.loads(run_vmctl("up", BAKED_VM, "--image", BAKED_IMAGE, "--docker", "--json").stdout)
-    print(f"\nDocker host from the baked image: {vm['timings']}")
-    assert vm["timings"]["docker"] < dockerhost["timings"]["docker"]
-    after = run_vmctl("ssh", BAKED_VM, "--", "cat /etc/machine-id").stdout.strip()
-    assert after and after != before
-    out = run_vmctl("ssh", BAKED_VM, "--", "docker run --rm --network none vmctl/busybox:latest hostname").stdout
-    assert out.strip()
-    with vmctl.connect() as host:
-        machine = host.get(BAKED_VM)
-        key = machine.run("sudo cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
-        assert key == machine.record.host_key.split()[:2]
+    try:
+        vm = json.loads(run_vmctl("up", BAKED_VM, "--image", BAKED_IMAGE, "--docker", "--json").stdout)
+        print(f"\nDocker host from the baked image: {vm['timings']}")
+        assert vm["timings"]["docker"] < dockerhost["timings"]["docker"]
+        after = run_vmctl("ssh", BAKED_VM, "--", "cat /etc/machine-id").stdout.strip()
+        assert after and after != before
+        out = run_vmctl("ssh", BAKED_VM, "--", "docker run --rm --network none vmctl/busybox:latest hostname").stdout
+        assert out.strip()
+        with vmctl.connect() as host:
+            machine = host.get(BAKED_VM)
+            key = machine.run("sudo cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+            assert key == machine.record.host_key.split()[:2]
+            machine.close()
+    finally:
+        run_vmctl("down", BAKED_VM, check=False)

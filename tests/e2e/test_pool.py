@@ -1,0 +1,143 @@
+"""A Docker Swarm pool, for real: 2 nodes from the baked Docker image, a
+2-replica service spread over them, scaling to 3 and back to 2, a plan file
+applied twice and destroyed, and nothing left after `pool down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import vmctl
+
+from .conftest import BAKED_IMAGE, vmctl as run_vmctl, vmctl_json
+
+POOL = "e2ep"
+
+
+@pytest.fixture(scope="module")
+def pool(baked_image: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    started = time.monotonic()
+    try:
+        status = vmctl_json("pool", "up", POOL, "--size", "2", "--managers", "1", "--image", BAKED_IMAGE, "--cpus", "1")
+        print(f"\npool of 2 ready in {time.monotonic() - started:.0f}s")
+        yield status
+    finally:
+        run_vmctl("pool", "down", POOL, check=False)
+
+
+def _manager(*args: str) -> str:
+    return run_vmctl("ssh", f"{POOL}-1", "--", *args).stdout
+
+
+def test_both_nodes_are_ready_with_roles_and_labels(pool: dict[str, Any]) -> None:
+    nodes = {n["name"]: n for n in pool["nodes"]}
+    assert set(nodes) == {f"{POOL}-1", f"{POOL}-2"}
+    assert all(n["status"] == "ready" and n["reachable"] and n["vm_state"] == "running" for n in nodes.values())
+    assert nodes[f"{POOL}-1"]["role"] == "manager" and nodes[f"{POOL}-1"]["manager_status"] == "Leader"
+    assert nodes[f"{POOL}-2"]["role"] == "worker"
+    assert nodes[f"{POOL}-2"]["labels"] == {"vmctl.pool": POOL, "vmctl.vm": f"{POOL}-2"}
+    listed = _manager("docker node ls --format '{{.Hostname}} {{.Status}}'").split("\n")
+    assert sorted(line for line in listed if line) == [f"{POOL}-1 Ready", f"{POOL}-2 Ready"]
+
+
+def _running_tasks(service: str) -> list[str]:
+    out = _manager(f"docker service ps {service} --filter desired-state=running --format '{{{{.Node}}}} {{{{.CurrentState}}}}'")
+    return [line.split()[0] for line in out.splitlines() if " Running" in line]
+
+
+def test_a_two_replica_service_runs_a_task_on_each_node(pool: dict[str, Any]) -> None:
+    _manager("docker service create --detach --no-resolve-image --name sleeper --replicas 2 "
+             "--replicas-max-per-node 1 vmctl/busybox:latest sleep 3600")
+    deadline = time.monotonic() + 300
+    while sorted(_running_tasks("sleeper")) != [f"{POOL}-1", f"{POOL}-2"]:
+        assert time.monotonic() < deadline, _manager("docker service ps sleeper")
+        time.sleep(3)
+
+
+def test_scale_to_three_and_back_to_two(pool: dict[str, Any]) -> None:
+    started = time.monotonic()
+    grown = vmctl_json("pool", "scale", POOL, "--size", "3")
+    print(f"\nscaled to 3 in {time.monotonic() - started:.0f}s")
+    assert [n["name"] for n in grown["nodes"]] == [f"{POOL}-1", f"{POOL}-2", f"{POOL}-3"]
+    assert all(n["status"] == "ready" for n in grown["nodes"])
+    shrunk = vmctl_json("pool", "scale", POOL, "--size", "2")
+    assert [n["name"] for n in shrunk["nodes"]] == [f"{POOL}-1", f"{POOL}-2"]
+    assert f"{POOL}-3" not in _manager("docker node ls --format '{{.Hostname}}'")
+    with vmctl.connect() as host:
+        assert f"{POOL}-3" not in list(host.hv.domains())
+    deadline = time.monotonic() + 300
+    while len(_running_tasks("sleeper")) != 2:
+        assert time.monotonic() < deadline
+        time.sleep(3)
+    assert json.loads(run_vmctl("pool", "ls", "--json").stdout) == [{"name": POOL, "size": 2, "nodes": [f"{POOL}-1", f"{POOL}-2"]}]
+    env = run_vmctl("pool", "env", POOL).stdout
+    assert f"DOCKER_HOST=ssh://vmctl-{POOL}-1" in env
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("plan") / "plan.yaml"
+    path.write_text(
+        "vms:\n"
+        "  e2e-planvm:\n"
+        f"    image: {BAKED_IMAGE}\n"
+        "    cpus: 1\n"
+        "    memory: 768\n"
+        "    user_data: {write_files: [{path: /etc/planned, content: planned}]}\n"
+        "pools:\n"
+        f"  {POOL}:\n"
+        "    size: 2\n"
+        f"    image: {BAKED_IMAGE}\n"
+        "    cpus: 1\n"
+    )
+    return path
+
+
+def _actions(*args: str) -> dict[str, str]:
+    return {o["name"]: o["action"] for o in json.loads(run_vmctl(*args, "--json").stdout)}
+
+
+def test_plan_apply_then_reapply_changes_nothing(pool: dict[str, Any], plan: Path) -> None:
+    assert _actions("apply", str(plan)) == {"e2e-planvm": "created", POOL: "unchanged"}
+    assert run_vmctl("ssh", "e2e-planvm", "--", "cat /etc/planned").stdout.strip() == "planned"
+    assert _actions("apply", str(plan)) == {"e2e-planvm": "unchanged", POOL: "unchanged"}
+
+
+def test_pool_down_leaves_no_vm_disk_or_libvirt_object(pool: dict[str, Any]) -> None:
+    run_vmctl("pool", "down", POOL)
+    with vmctl.connect() as host:
+        assert not [n for n in host.hv.domains() if n.startswith(f"{POOL}-")]
+    machines = Path(os.environ["VMCTL_STATE_DIR"]) / "machines"
+    assert not [p for p in machines.glob(f"{POOL}-*") if p.suffix != ".lock"]
+    done = run_vmctl("pool", "status", POOL, check=False)
+    assert done.returncode == 1 and f"no pool named '{POOL}'" in done.stderr
+
+
+def test_destroy_removes_what_the_plan_declares(runtime: dict[str, Any], plan: Path) -> None:
+    assert _actions("destroy", str(plan)) == {"e2e-planvm": "destroyed", POOL: "absent"}
+    with vmctl.connect() as host:
+        assert "e2e-planvm" not in list(host.hv.domains())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("vms:\n  web:\n    cpu: 2\n", "vms.web: unknown key 'cpu'"),
+        ("vms:\n  web:\n    cpus: two\n", "vms.web.cpus: expected int, got 'two'"),
+        ("pools:\n  p:\n    size: 2\n    managers: 3\n", "pools.p: managers (3) cannot exceed the pool size (2)"),
+        ("nodes: {}\n", "unknown top-level key(s) nodes"),
+        ("vms:\n  Bad_Name: {}\n", "vms.Bad_Name: invalid name 'Bad_Name'"),
+        ("vms: [\n", "not valid YAML"),
+    ],
+)
+def test_plan_errors_name_the_file_and_key(runtime: dict[str, Any], tmp_path: Path, text: str, message: str) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(text)
+    done = run_vmctl("apply", str(plan), check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {plan}") and message in done.stderr, done.stderr

@@ -1,0 +1,63 @@
+"""Pool result aggregation and plan validation: the pure parts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vmctl.errors import ConfigError, VmctlError
+from vmctl.plan import load
+from vmctl.pool import PoolError, PoolSpec, _check, each, index_of
+
+
+def test_each_returns_a_result_or_the_exception_per_node() -> None:
+    def work(n: int) -> int:
+        if n == 2:
+            raise VmctlError("disk full")
+        return n * 10
+
+    results = each([1, 2, 3], work, key=lambda n: f"p-{n}")
+    assert results["p-1"] == 10 and results["p-3"] == 30 and isinstance(results["p-2"], VmctlError)
+    with pytest.raises(PoolError) as e:
+        _check("p", "creating nodes", results)
+    assert "failed on 1 of 3 node(s): p-2: disk full" in e.value.message
+    assert e.value.results is results and list(e.value.failed) == ["p-2"]
+
+
+def test_pool_spec_rules() -> None:
+    assert PoolSpec("web", size=3).node(2).name == "web-2" and PoolSpec("web").node(1).pool == "web"
+    with pytest.raises(ConfigError, match="cannot exceed"):
+        PoolSpec("web", size=1, managers=2)
+    with pytest.raises(ConfigError, match="pool size"):
+        PoolSpec("web", size=0)
+    assert index_of("web-12", "web") == 12 and index_of("webby-1", "web") == 0
+
+
+def test_a_good_plan(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("vms:\n  a:\n    cpus: 1\n    docker: true\n    user_data: {packages: [htop]}\n"
+                    "pools:\n  p:\n    size: 3\n    managers: 1\n")
+    loaded = load(plan)
+    assert loaded.vms[0].name == "a" and loaded.vms[0].docker and "htop" in loaded.vms[0].user_data
+    assert loaded.pools[0].size == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("vms:\n  web:\n    memory: 1.5\n", "vms.web.memory: expected int, got 1.5"),
+        ("vms:\n  web:\n    docker: 1\n", "vms.web.docker: expected bool, got 1"),
+        ("vms:\n  web:\n    ssh_keys: [nothere.pub]\n", "cannot read SSH key file"),
+        ("vms:\n  web: [1]\n", "vms.web: expected a mapping of settings"),
+        ("pools: [a]\n", "pools: expected a mapping"),
+        ("{}\n", "declares no vms and no pools"),
+        ("- a\n", "expected a mapping with 'vms'"),
+    ],
+)
+def test_plan_errors(tmp_path: Path, text: str, message: str) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load(plan)
+    assert message in e.value.message and (str(plan) in e.value.message or "SSH key" in e.value.message)
