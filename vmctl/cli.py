@@ -162,7 +162,8 @@ def doctor(ctx: click.Context, as_json: bool, reprobe: bool) -> None:
     """
     from .doctor import diagnose
 
-    report = diagnose(ctx.obj["connect"], reprobe=reprobe)
+    with _progress(as_json) as progress:
+        report = diagnose(ctx.obj["connect"], reprobe=reprobe, progress=progress)
     if as_json:
         _emit_json(report.to_dict())
     else:

@@ -11,6 +11,7 @@ from .api import DEFAULT_NETWORK, POOL, machines_dir, resolve_uri
 from .errors import VmctlError
 from .hypervisor import Hypervisor
 from .images import Cache
+from .progress import NoProgress, Progress
 from .runtime import Runtime
 
 MIN_FREE_GIB = 5
@@ -104,11 +105,15 @@ def _probe(report: Report, reprobe: bool) -> str:
     return f"using {verdict.accel} ({seen})"
 
 
-def diagnose(uri: str | None = None, reprobe: bool = False) -> Report:
+def diagnose(uri: str | None = None, reprobe: bool = False, progress: Progress = NoProgress()) -> Report:
     """Run every check; never raises for a failed check."""
     report = Report()
+    progress.phase("checking QEMU")
     _check(report, "qemu", _binaries)
+    progress.phase("checking libvirt, network and storage")
     _libvirt(report, uri)
     _check(report, "storage", _storage)
+    if reprobe or _accel.cached_verdict() is None:
+        progress.phase("probing the accelerator: booting a kernel under kvm, then tcg")
     _check(report, "accelerator", lambda: _probe(report, reprobe))
     return report
