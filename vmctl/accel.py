@@ -154,5 +154,7 @@ def decide(reprobe: bool = False, kvm_timeout: float = 20) -> Verdict:
         raise ProbeError(f"no accelerator booted the probe kernel: {probes[-1].seen}")
     verdict = Verdict(working[0].accel, qemu_version(), os.uname().release, time.time(), probes)
     verdict_file().parent.mkdir(parents=True, exist_ok=True)
-    verdict_file().write_text(json.dumps(verdict.to_dict(), indent=2))
+    tmp = verdict_file().with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
+    tmp.replace(verdict_file())  # readers never see half a verdict
     return verdict
