@@ -13,11 +13,13 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import ProbeError
+from .locks import file_lock
 from .paths import cache_dir, state_dir
 from .proc import run
 
@@ -143,6 +145,13 @@ def decide(reprobe: bool = False, kvm_timeout: float = 20) -> Verdict:
     """The accelerator to use: the cached verdict, or a fresh probe of kvm then tcg."""
     if not reprobe and (verdict := cached_verdict()) is not None:
         return verdict
+    with file_lock(verdict_file().with_suffix(".lock")):  # one probe, however many VMs start at once
+        if not reprobe and (verdict := cached_verdict()) is not None:
+            return verdict
+        return _probe_all(kvm_timeout)
+
+
+def _probe_all(kvm_timeout: float) -> Verdict:
     kernel = find_kernel()
     probes = []
     if os.path.exists("/dev/kvm"):
@@ -154,7 +163,7 @@ def decide(reprobe: bool = False, kvm_timeout: float = 20) -> Verdict:
         raise ProbeError(f"no accelerator booted the probe kernel: {probes[-1].seen}")
     verdict = Verdict(working[0].accel, qemu_version(), os.uname().release, time.time(), probes)
     verdict_file().parent.mkdir(parents=True, exist_ok=True)
-    tmp = verdict_file().with_suffix(f".tmp{os.getpid()}")
+    tmp = verdict_file().with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
     tmp.replace(verdict_file())  # readers never see half a verdict
     return verdict

@@ -62,7 +62,7 @@ def load(machine: Machine, archive: Path, tag: str | None = None) -> list[str]:
             result = machine.run(["sudo", "docker", "load", "-i", remote], timeout=1800)
             loaded = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("Loaded image")]
             if tag and result.rc == 0 and loaded:
-                machine.run(["sudo", "docker", "tag", loaded[0], tag], timeout=120)
+                result = machine.run(["sudo", "docker", "tag", loaded[0], tag], timeout=120)
                 loaded.append(tag)
         else:
             result = machine.run(["sudo", "docker", "import", remote, str(tag)], timeout=1800)

@@ -9,6 +9,7 @@ those files over SFTP. A second guest of the same image downloads nothing.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ class AptRoot:
     """A private apt configuration for one suite, with a shared archive cache."""
 
     def __init__(self, cache: Path, suite: str, mirror: str, arch: str = "amd64") -> None:
-        self.root = cache / "apt" / f"{suite}-{arch}"
+        mirror_id = hashlib.sha256(mirror.encode()).hexdigest()[:8]  # lists differ per mirror
+        self.root = cache / "apt" / f"{suite}-{arch}-{mirror_id}"
         self.archives = cache / "debs"
         self.suite, self.mirror, self.arch = suite, mirror, arch
 

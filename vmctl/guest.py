@@ -122,13 +122,24 @@ class Guest:
             raise SSHError(f"{ep.machine}: SSH to {ep.user}@{ep.host}:{ep.port} failed: {e}") from e
         return client
 
+    def _transport(self) -> paramiko.Transport:
+        """The live transport; a connection that died (the guest rebooted) is replaced."""
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            self.close()
+            transport = self.client.get_transport()
+        if transport is None:
+            raise SSHError(f"{self.endpoint.machine}: SSH connection closed")
+        return transport
+
     def run(self, command: str | Sequence[str], timeout: float = 600, stdin: bytes | None = None) -> CommandResult:
         """Run ``command`` (a list is quoted with shlex) and return its exit code and output."""
         text = command if isinstance(command, str) else shlex.join(command)
-        transport = self.client.get_transport()
-        if transport is None:
-            raise SSHError(f"{self.endpoint.machine}: SSH connection closed")
-        chan = transport.open_session()
+        try:
+            chan = self._transport().open_session(timeout=min(timeout, 60))
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self.close()
+            raise SSHError(f"{self.endpoint.machine}: cannot open an SSH session: {e}") from e
         try:
             chan.exec_command(text)
             if stdin:
@@ -136,16 +147,30 @@ class Guest:
             chan.shutdown_write()
             out, err = _collect(chan, time.monotonic() + timeout, text, timeout)
             return CommandResult(text, chan.recv_exit_status(), out, err)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self.close()
+            raise SSHError(f"{self.endpoint.machine}: SSH command {text!r} failed: {e}") from e
         finally:
             chan.close()
 
     def put(self, local: Path, remote: str) -> None:
-        with self.client.open_sftp() as sftp:
-            sftp.put(str(local), remote)
+        try:
+            with self.client.open_sftp() as sftp:
+                sftp.put(str(local), remote)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise SSHError(f"{self.endpoint.machine}: copying {local} to {remote} failed: {e}") from e
 
     def get(self, remote: str, local: Path) -> None:
-        with self.client.open_sftp() as sftp:
-            sftp.get(remote, str(local))
+        """Copy ``remote`` to ``local``; ``local`` is only replaced once the copy is whole."""
+        tmp = local.with_name(f".{local.name}.vmctl-part")
+        try:
+            with self.client.open_sftp() as sftp:
+                sftp.get(remote, str(tmp))
+            tmp.replace(local)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise SSHError(f"{self.endpoint.machine}: copying {remote} to {local} failed: {e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _fp(key: paramiko.PKey) -> str:

@@ -10,6 +10,7 @@ from .api import machines_dir, resolve_uri
 from .errors import ConfigError
 from .hypervisor import Hypervisor
 from .keys import client_key
+from .locks import file_lock
 from .machine import Machine, not_managed
 from .paths import state_dir
 from .record import Record
@@ -92,6 +93,11 @@ class Host:
                 path.unlink()
                 removed.append(str(path))
         return removed
+
+    def destroy(self, name: str) -> builtins.list[str]:
+        """:meth:`remove` under the VM's lock, so it never races an ``up`` of the same name."""
+        with file_lock(self.file(name, "lock")):
+            return self.remove(name)
 
     def up(self, spec: "MachineSpec", **options: object) -> Machine:
         """Create and boot a VM from ``spec`` (see :func:`vmctl.lifecycle.up`)."""

@@ -94,6 +94,8 @@ def up(
             return run.all(image, accel, extra)
         except BaseException as e:  # clean up after anything, even Ctrl-C
             error = run.fail(e) if isinstance(e, VmctlError) else None
+            if run.machine is not None:
+                run.machine.close()
             if not keep_on_failure:
                 host.remove(spec.name)
             if error is None:
@@ -192,7 +194,8 @@ class _Run:
     def wait_cloud_init(self) -> None:
         assert self.machine is not None
         result = self.machine.run("cloud-init status --wait", timeout=self.timeouts.cloud_init)
-        if result.rc != 0 or "status: done" not in result.stdout:
+        # cloud-init 23.4+ exits 2 for "done, with recoverable errors"
+        if result.rc not in (0, 2) or "status: done" not in result.stdout:
             detail = self.machine.run("cloud-init status --long").stdout.strip().replace("\n", "; ")
             raise VmctlError(f"cloud-init did not finish cleanly (exit {result.rc}): {detail}",
                              hint=f"'vmctl ssh {self.spec.name} -- sudo cat /var/log/cloud-init.log'")

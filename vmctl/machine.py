@@ -169,7 +169,8 @@ class Machine:
 
     def down(self) -> list[str]:
         """Destroy and undefine the VM, and delete its disk, seed and log."""
-        return self.host.remove(self.name)
+        self.close()
+        return self.host.destroy(self.name)
 
 
 def not_managed(name: str, uri: str) -> ConfigError:

@@ -231,6 +231,10 @@ class Pool:
                 return self.up(spec)
             roles = {n.hostname: n.role for n in current}
             victims = [n for n in reversed(nodes) if roles.get(n.name) != "manager"][: len(nodes) - size]
+            if len(victims) < len(nodes) - size:
+                manager.close()
+                raise ConfigError(f"pool {self.name} has {len(nodes) - len(victims)} managers; "
+                                  f"it cannot shrink to {size} node(s)", hint="scale to at least the number of managers")
             ids = {n.hostname: n.id for n in current}
 
             def remove(node: Machine) -> list[str]:

@@ -33,7 +33,8 @@ from .render import render
 
 Method = Literal["offline", "distro", "docker-ce"]
 METHODS: tuple[str, ...] = ("offline", "distro", "docker-ce")
-PACKAGES = ["docker.io", "containerd", "runc", "tini", "iptables"]
+# busybox-static: the check image is made from it (Docker Hub may be out of reach).
+PACKAGES = ["docker.io", "containerd", "runc", "tini", "iptables", "busybox-static"]
 CHECK_IMAGE = "vmctl/busybox:latest"
 DOCKER_CE_REPO = "https://download.docker.com/linux"
 

@@ -198,7 +198,10 @@ def _terminate(pid: int | None, grace: float = 10) -> None:
     deadline = time.monotonic() + grace
     while _exists(pid):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
             deadline += grace
         time.sleep(0.05)
 

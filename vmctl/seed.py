@@ -22,11 +22,14 @@ def write_seed(data: SeedData, path: Path) -> Path:
         iso.add_fp(io.BytesIO(content), len(content), f"/{_ISO_NAMES[name]}",
                    rr_name=name, joliet_path=f"/{name}")
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        iso.write_fp(f)
-    iso.close()
-    tmp.replace(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            iso.write_fp(f)
+        tmp.replace(path)
+    finally:
+        iso.close()
+        tmp.unlink(missing_ok=True)
     return path
 
 

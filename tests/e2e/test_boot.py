@@ -28,4 +28,4 @@ def test_image_boots_to_a_login_prompt(runtime: dict[str, Any], boot: str) -> No
 def test_an_image_not_in_the_cache_is_refused(runtime: dict[str, Any]) -> None:
     done = vmctl("image", "test", "no-such-image", check=False)
     assert done.returncode == 1
-    assert done.stderr.startswith("error: image 'no-such-image' is not in the cache")
+    assert done.stderr.startswith("error: unknown image 'no-such-image'")
