@@ -97,7 +97,8 @@ class Host:
     def destroy(self, name: str) -> builtins.list[str]:
         """:meth:`remove` under the VM's lock, so it never races an ``up`` of the same name."""
         with file_lock(self.file(name, "lock")):
-            return self.remove(name)
+            removed = self.remove(name)
+        return [r for r in removed if not r.endswith(".lock")]  # the lock was made just now
 
     def up(self, spec: "MachineSpec", **options: object) -> Machine:
         """Create and boot a VM from ``spec`` (see :func:`vmctl.lifecycle.up`)."""
