@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .build import sha256_of
+from .download import file_digest
 from .errors import ImageError
 from .images import Cache, CachedImage, new_record
 from .locks import file_lock
@@ -48,7 +48,7 @@ def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> C
     try:
         run(["qemu-img", "convert", "-O", "qcow2", machine.record.disk, str(tmp)],
             what="qemu-img convert", timeout=1800)
-        sha256 = sha256_of(tmp)
+        sha256 = file_digest(tmp, "sha256")
         disk = cache.versioned(new, sha256, "qcow2")
         extra: dict[str, str] = {}
         for kind in ("kernel", "initrd"):

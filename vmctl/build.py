@@ -9,7 +9,6 @@ The kernel and initrd are kept beside the image for direct kernel boot.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import struct
@@ -17,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .download import file_digest
 from .errors import ImageError
 from .images import Build, Cache, CachedImage, new_record, recipe_digest
 from .locks import file_lock
@@ -119,14 +119,6 @@ def install_bootloader(raw: Path, workdir: Path) -> None:
         run(["extlinux", "--install", str(mnt / "boot/extlinux")], what="extlinux --install")
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def build(
     name: str, recipe: Build, user: str, cache: Cache, progress: Progress = NoProgress()
 ) -> CachedImage:
@@ -169,7 +161,7 @@ def _build_in(
 
 
 def _publish(workdir: Path, name: str, recipe: Build, user: str, cache: Cache) -> CachedImage:
-    sha256 = sha256_of(workdir / "disk.qcow2")
+    sha256 = file_digest(workdir / "disk.qcow2", "sha256")
     disk = cache.versioned(name, sha256, "qcow2")
     kernel, initrd = cache.versioned(name, sha256, "vmlinuz"), cache.versioned(name, sha256, "initrd")
     (workdir / "vmlinuz").replace(kernel)

@@ -171,11 +171,12 @@ class Cache:
     def require(self, name: str) -> CachedImage:
         image = self.get(name)
         if image is None:
-            if name not in definitions():
+            known = definitions()
+            if name not in known:
                 cached = [i.name for i in self.images()]
                 raise ImageError(
                     f"unknown image {name!r}: no definition and nothing cached by that name",
-                    hint=f"known: {', '.join(sorted(set(definitions()) | set(cached)))}",
+                    hint=f"known: {', '.join(sorted(set(known) | set(cached)))}",
                 )
             raise ImageError(
                 f"image {name!r} is not in the cache ({self.root})",
