@@ -64,6 +64,7 @@ def configure_rootfs(rootfs: Path, build: Build) -> None:
         key.unlink()
     cloud = etc / "cloud/cloud.cfg.d/90-vmctl.cfg"
     cloud.write_text(render("image/cloud.cfg.j2"))
+    install_fast_boot(rootfs)
     extlinux = rootfs / "boot/extlinux"
     extlinux.mkdir(parents=True, exist_ok=True)
     (extlinux / "extlinux.conf").write_text(
@@ -73,6 +74,21 @@ def configure_rootfs(rootfs: Path, build: Build) -> None:
     (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True)
     for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
+
+
+def install_fast_boot(rootfs: Path) -> None:
+    """The fast profile's units, script and network file (inert unless the kernel command line wants them)."""
+    units = rootfs / "etc/systemd/system"
+    units.mkdir(parents=True, exist_ok=True)
+    for unit in ("vmctl-fast-boot.service", "vmctl-cloud-init.service", "vmctl-ssh-first.target"):
+        (units / unit).write_text(render(f"image/{unit}.j2"))
+    network = rootfs / "etc/systemd/network/10-vmctl-fast-eth0.network"
+    network.parent.mkdir(parents=True, exist_ok=True)
+    network.write_text(render("image/vmctl-fast-eth0.network.j2"))
+    script = rootfs / "usr/lib/vmctl/fast-boot"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(render("image/vmctl-fast-boot.sh.j2"))
+    script.chmod(0o755)
 
 
 def boot_files(rootfs: Path) -> tuple[Path, Path]:

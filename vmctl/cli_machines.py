@@ -19,6 +19,7 @@ from .keys import read_public_key
 from .machine import Machine
 from .progress import NoProgress, Progress
 from .progress_term import TerminalProgress
+from .profiles import PROFILES, profile
 from .spec import MachineSpec
 from . import sshconfig
 
@@ -57,10 +58,14 @@ def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
             user_data = Path(opts["user_data"]).read_text()
         except OSError as e:
             raise ConfigError(f"cannot read user-data file {opts['user_data']}: {e.strerror}") from e
+    forced = profile(opts["profile"]).boot
+    if forced and opts["boot"] not in (None, forced):
+        raise ConfigError(f"--profile {opts['profile']} boots with --boot {forced}, not --boot {opts['boot']}",
+                          hint="drop --boot, or use --profile stock")
     return MachineSpec(
         name=name, image=opts["image"], cpus=opts["cpus"], memory_mib=opts["memory"],
-        disk_gib=opts["disk"], boot=opts["boot"], network=opts["network"], user=opts["user"],
-        ssh_keys=keys, user_data=user_data, docker=opts["docker"],
+        disk_gib=opts["disk"], boot=opts["boot"] or "disk", network=opts["network"], user=opts["user"],
+        ssh_keys=keys, user_data=user_data, docker=opts["docker"], profile=opts["profile"],
     )
 
 
@@ -84,8 +89,10 @@ def _summary(data: dict[str, Any]) -> str:
 @click.option("--cpus", type=int, default=2, show_default=True, help="vCPUs.")
 @click.option("--memory", type=int, default=1024, show_default=True, help="Memory in MiB.")
 @click.option("--disk", type=int, default=10, show_default=True, help="Disk size in GiB (grown at first boot).")
-@click.option("--boot", type=click.Choice(["disk", "kernel"]), default="disk", show_default=True,
-              help="Firmware + the image's boot loader, or direct kernel boot.")
+@click.option("--boot", type=click.Choice(["disk", "kernel"]), default=None,
+              help="Firmware + the image's boot loader (default), or direct kernel boot.")
+@click.option("--profile", type=click.Choice(PROFILES), default="stock", show_default=True,
+              help="Boot profile: the image as it is, or tuned for boot time (direct kernel boot; see docs/lab.md).")
 @click.option("--network", default="vmctl", show_default=True,
               help="NAME or network:NAME (libvirt network), bridge:BRIDGE, or user.")
 @click.option("--user", default=None, help="Login user (default: the image's).")
@@ -108,6 +115,7 @@ def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_
       vmctl up a b c --cpus 1 --memory 768
       vmctl up dev --ssh-key ~/.ssh/id_ed25519.pub --user-data extra.yaml --json
       vmctl up dockerhost --docker
+      vmctl up quick --profile fast   # direct kernel boot, trimmed cloud-init
     """
     specs = [_spec(name, opts) for name in names]  # every input checked before anything is made
     uri = ctx.obj["connect"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -20,12 +20,16 @@ class SeedData:
     user_data: str
     meta_data: str
     network_config: str
+    # What an SSH login needs, as plain files, for the fast profile's early
+    # unit (it runs before cloud-init and has no YAML parser).
+    login: dict[str, str] = field(default_factory=dict)
 
     def files(self) -> dict[str, bytes]:
         return {
             "user-data": self.user_data.encode(),
             "meta-data": self.meta_data.encode(),
             "network-config": self.network_config.encode(),
+            **{f"vmctl-{k}": v.encode() for k, v in self.login.items()},
         }
 
 
@@ -73,10 +77,13 @@ def seed_data(
     host_key: KeyPair,
     mac: str,
     extra: dict[str, Any] | None = None,
+    meta_extra: dict[str, Any] | None = None,
 ) -> SeedData:
     config = _load("cloud-init/user-data.yaml.j2", hostname=hostname, user=user,
                    authorized_keys=authorized_keys, host_key=host_key)
     config = merge(config, extra or {})
-    meta = _load("cloud-init/meta-data.yaml.j2", instance_id=instance_id, hostname=hostname)
+    meta = merge(_load("cloud-init/meta-data.yaml.j2", instance_id=instance_id, hostname=hostname), meta_extra or {})
     network = _load("cloud-init/network-config.yaml.j2", mac=mac)
-    return SeedData(_dump(config, "#cloud-config\n"), _dump(meta), _dump(network))
+    login = {"user": user + "\n", "hostname": hostname + "\n", "host-key": host_key.private,
+             "host-key.pub": host_key.public + "\n", "authorized-keys": "".join(k + "\n" for k in authorized_keys)}
+    return SeedData(_dump(config, "#cloud-config\n"), _dump(meta), _dump(network), login)

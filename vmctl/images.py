@@ -118,8 +118,11 @@ def _build(raw: dict[str, Any]) -> Build:
 
 
 def recipe_digest(section: Build | Download) -> str:
-    """A digest of a build recipe or download source, to notice when it changes."""
+    """A digest of a build recipe (with the templates a build puts in the image) or a download source."""
     text = json.dumps(asdict(section), sort_keys=True)
+    if isinstance(section, Build):
+        templates = sorted((data_dir("templates") / "image").glob("*.j2"))
+        text += "".join(f"\n{t.name}\n{t.read_text()}" for t in templates)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -16,19 +16,20 @@ from typing import TYPE_CHECKING, Callable
 
 from .api import accelerator
 from .boottest import boot_spec
-from .cloudinit import parse_user_data, seed_data
+from .cloudinit import merge, parse_user_data, seed_data
 from .disks import create_overlay
 from .errors import ConfigError, VmctlError, WaitTimeout
-from .images import Cache
+from .images import Cache, CachedImage
 from .keys import generate
 from .locks import file_lock
-from .machine import Machine
+from .machine import POLL, Machine
+from .profiles import profile
 from .progress import NoProgress, Progress
 from .record import Record
 from .render import domain_xml
 from .seed import write_seed
 from .serial import read, tail
-from .spec import DomainSpec, MachineSpec, NetworkChoice
+from .spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
 
 if TYPE_CHECKING:
     from .host import Host
@@ -60,6 +61,21 @@ class PhaseError(VmctlError):
         self.machine, self.phase, self.waited, self.cause, self.console = machine, phase, waited, cause, console
 
 
+class Timeline:
+    """When each step of one ``up`` ended, in seconds since the ``up`` began.
+
+    ``up`` marks its phases (define, start, ip, ssh_banner, ssh, cloud_init,
+    docker); the boot lab adds the serial console's milestones to the same clock.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        self.marks.setdefault(name, round(time.monotonic() - self.started, 3))
+
+
 def new_mac() -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
 
@@ -78,10 +94,11 @@ def up(
     progress: Progress = NoProgress(),
     keep_on_failure: bool = False,
     timeouts: Timeouts | None = None,
+    timeline: Timeline | None = None,
 ) -> Machine:
     """Create, boot and provision VM ``spec.name``; an identical existing VM is returned as it is."""
     image = Cache().require(spec.image)
-    extra = parse_user_data(spec.user_data)
+    extra = merge(profile(spec.profile).cloud_config, parse_user_data(spec.user_data))
     _check_against_host(host, spec)
     spec = replace(spec, user=spec.user or image.user)
     host.dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +106,7 @@ def up(
         if host.hv.exists(spec.name):
             return _existing(host, spec, progress)
         accel = accelerator(progress)
-        run = _Run(host, spec, progress, timeouts or Timeouts.for_accel(accel))
+        run = _Run(host, spec, progress, timeouts or Timeouts.for_accel(accel), timeline or Timeline())
         try:
             return run.all(image, accel, extra)
         except BaseException as e:  # clean up after anything, even Ctrl-C
@@ -119,8 +136,10 @@ def _existing(host: "Host", spec: MachineSpec, progress: Progress) -> Machine:
 class _Run:
     """One ``up`` in progress: the phases, their timings, and what they waited on."""
 
-    def __init__(self, host: "Host", spec: MachineSpec, progress: Progress, timeouts: Timeouts) -> None:
+    def __init__(self, host: "Host", spec: MachineSpec, progress: Progress, timeouts: Timeouts,
+                 timeline: Timeline) -> None:
         self.host, self.spec, self.progress, self.timeouts = host, spec, progress, timeouts
+        self.timeline = timeline
         self.timings: dict[str, float] = {}
         self.phase, self.phase_started = "define", time.monotonic()
         self.machine: Machine | None = None
@@ -130,6 +149,7 @@ class _Run:
         self.progress.phase(label)
         fn()
         self.timings[phase] = round(time.monotonic() - self.phase_started, 2)
+        self.timeline.mark(phase)
 
     def all(self, image: object, accel: str, extra: dict[str, object]) -> Machine:
         started = time.monotonic()
@@ -148,8 +168,6 @@ class _Run:
         return self.machine
 
     def define(self, image: object, accel: str, extra: dict[str, object]) -> None:
-        from .images import CachedImage
-
         assert isinstance(image, CachedImage)
         spec, host = self.spec, self.host
         user = spec.user or image.user
@@ -164,12 +182,13 @@ class _Run:
         create_overlay(Path(image.path), Path(record.disk), spec.disk_gib)
         keys = [host.client_public_key(), *spec.ssh_keys]
         seed = seed_data(hostname=spec.name, instance_id=record.instance_id, user=user,
-                         authorized_keys=keys, host_key=host_key, mac=mac, extra=extra)
+                         authorized_keys=keys, host_key=host_key, mac=mac, extra=extra,
+                         meta_extra=profile(spec.profile).meta_data)
         write_seed(seed, Path(record.seed))
         domain = DomainSpec(
             name=spec.name, disk=Path(record.disk), serial_log=Path(record.serial_log),
             cpus=spec.cpus, memory_mib=spec.memory_mib, accel="kvm" if accel == "kvm" else "tcg",
-            boot=boot_spec(image, spec.boot), seed=Path(record.seed),
+            boot=_boot(image, spec), seed=Path(record.seed),
             network=NetworkChoice.parse(spec.network), mac=mac, metadata=record.to_json(),
         )
         host.hv.define(domain_xml(domain))
@@ -185,11 +204,11 @@ class _Run:
             self.machine._check_alive()
             if time.monotonic() > deadline:
                 raise WaitTimeout("an address (DHCP lease or guest agent)", self.timeouts.ip, self._last_line())
-            time.sleep(0.5)
+            time.sleep(POLL)
 
     def wait_ssh(self) -> None:
         assert self.machine is not None
-        self.machine.wait_ssh(self.timeouts.ssh)
+        self.machine.wait_ssh(self.timeouts.ssh, on_banner=lambda: self.timeline.mark("ssh_banner"))
 
     def wait_cloud_init(self) -> None:
         assert self.machine is not None
@@ -215,6 +234,14 @@ class _Run:
         waited = time.monotonic() - self.phase_started
         console = tail(read(self.host.file(self.spec.name, "serial.log")), 10)
         return PhaseError(self.spec.name, self.phase, waited, cause, console)
+
+
+def _boot(image: CachedImage, spec: MachineSpec) -> DiskBoot | KernelBoot:
+    """The image's boot, with the profile's kernel arguments on a direct kernel boot."""
+    boot = boot_spec(image, spec.boot)
+    if isinstance(boot, KernelBoot):
+        boot = replace(boot, cmdline=profile(spec.profile).cmdline(boot.cmdline))
+    return boot
 
 
 def _meta(record: Record) -> tuple[str, str, str]:

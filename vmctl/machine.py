@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .errors import ConfigError, VmctlError, WaitTimeout
 from .guest import Endpoint, Guest, read_banner
@@ -16,6 +16,9 @@ from .spec import NetworkChoice
 
 if TYPE_CHECKING:
     from .host import Host
+
+
+POLL = 0.2  # seconds between readiness checks: prompt, and cheap for the host
 
 
 class Machine:
@@ -107,23 +110,29 @@ class Machine:
             self._guest.close()
             self._guest = None
 
-    def wait_ssh(self, timeout: float) -> float:
-        """Wait until sshd answers and vmctl can log in; returns the seconds waited."""
+    def wait_ssh(self, timeout: float, on_banner: Callable[[], None] | None = None) -> float:
+        """Wait until sshd answers and vmctl can log in; returns the seconds waited.
+
+        The port is polled every 0.2 s, so readiness is seen promptly;
+        ``on_banner`` is called once, when sshd first answers.
+        """
         started, seen = time.monotonic(), "no address yet"
         while time.monotonic() - started < timeout:
             self._check_alive()
             try:
                 endpoint = self.endpoint()
             except VmctlError:
-                time.sleep(0.5)
+                time.sleep(POLL)
                 continue
             if banner := read_banner(endpoint, timeout=2):
+                if on_banner and not seen.startswith("SSH-"):
+                    on_banner()
                 seen = banner
                 if self._try_login():
                     return time.monotonic() - started
             else:
                 seen = f"no SSH banner from {endpoint.host}:22"
-            time.sleep(0.5)
+            time.sleep(POLL)
         raise WaitTimeout("SSH login", timeout, seen)
 
     def _try_login(self) -> bool:

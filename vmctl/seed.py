@@ -11,7 +11,12 @@ import pycdlib
 from .cloudinit import SeedData
 
 # ISO 9660 names are short and upper-case; Rock Ridge and Joliet carry the real ones.
-_ISO_NAMES = {"user-data": "USERDATA.;1", "meta-data": "METADATA.;1", "network-config": "NETWORKC.;1"}
+_ISO_NAMES = {
+    "user-data": "USERDATA.;1", "meta-data": "METADATA.;1", "network-config": "NETWORKC.;1",
+    # for the fast profile's early unit (templates/image/vmctl-fast-boot.sh.j2)
+    "vmctl-user": "VMUSER.;1", "vmctl-hostname": "VMHOST.;1", "vmctl-host-key": "VMHKEY.;1",
+    "vmctl-host-key.pub": "VMHKPUB.;1", "vmctl-authorized-keys": "VMAUTH.;1",
+}
 
 
 def write_seed(data: SeedData, path: Path) -> Path:
@@ -39,10 +44,12 @@ def read_seed(path: Path) -> dict[str, bytes]:
     iso.open(str(path))
     try:
         out = {}
-        for name in _ISO_NAMES:
-            buf = io.BytesIO()
-            iso.get_file_from_iso_fp(buf, rr_path=f"/{name}")
-            out[name] = buf.getvalue()
+        for child in iso.list_children(rr_path="/"):
+            name = child.rock_ridge.name().decode() if child.rock_ridge else ""
+            if name in _ISO_NAMES:
+                buf = io.BytesIO()
+                iso.get_file_from_iso_fp(buf, rr_path=f"/{name}")
+                out[name] = buf.getvalue()
         return out
     finally:
         iso.close()

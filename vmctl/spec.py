@@ -170,8 +170,11 @@ class MachineSpec:
     user_data: str = ""  # extra cloud-config, YAML text, merged into vmctl's
     docker: bool = False
     pool: str = ""  # the Swarm pool this VM belongs to, if any
+    profile: str = "stock"  # boot profile: stock, or fast (which implies boot="kernel")
 
     def __post_init__(self) -> None:
+        from .profiles import profile
+
         check_name(self.name)
         check_name(self.image, "image name")
         check_range(self.cpus, 1, MAX_CPUS, "vCPUs")
@@ -184,6 +187,8 @@ class MachineSpec:
             check_user(self.user)
         if self.pool:
             check_name(self.pool, "pool name")
+        if forced := profile(self.profile).boot:
+            object.__setattr__(self, "boot", forced)
 
     def to_dict(self) -> dict[str, object]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}

@@ -54,3 +54,34 @@ def test_configure_rootfs_strips_identity(tmp_path: Path) -> None:
     assert "LABEL=vmctl-root" in (root / "etc/fstab").read_text()
     assert "APPEND root=LABEL=vmctl-root ro console=ttyS0" in (root / "boot/extlinux/extlinux.conf").read_text()
     assert "datasource_list: [NoCloud, None]" in (root / "etc/cloud/cloud.cfg.d/90-vmctl.cfg").read_text()
+
+
+def test_the_image_carries_the_fast_profile_units_inert(tmp_path: Path) -> None:
+    import subprocess
+
+    root = tmp_path
+    for d in ("etc/ssh", "etc/cloud/cloud.cfg.d", "var/lib/dbus", "var/lib/apt/lists", "var/cache/apt/archives"):
+        (root / d).mkdir(parents=True)
+    configure_rootfs(root, RECIPE)
+    script = root / "usr/lib/vmctl/fast-boot"
+    assert script.stat().st_mode & 0o111
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0  # it parses
+    early = (root / "etc/systemd/system/vmctl-fast-boot.service").read_text()
+    assert "Before=ssh.service" in early and "DefaultDependencies=no" in early
+    assert "DHCP=ipv4" in (root / "etc/systemd/network/10-vmctl-fast-eth0.network").read_text()
+    assert "[Install]" not in early  # never enabled: only the fast profile's kernel arguments want it
+    order = (root / "etc/systemd/system/vmctl-ssh-first.target").read_text()
+    assert "After=ssh.service" in order and "Before=containerd.service docker.service" in order
+    late = (root / "etc/systemd/system/vmctl-cloud-init.service").read_text()
+    assert "After=ssh.service" in late and "cloud-init init --local" in late
+
+
+def test_the_recipe_digest_follows_the_templates_the_build_installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vmctl.images as images
+
+    (tmp_path / "image").mkdir()
+    (tmp_path / "image/a.j2").write_text("one")
+    monkeypatch.setattr(images, "data_dir", lambda name: tmp_path)
+    before = images.recipe_digest(RECIPE)
+    (tmp_path / "image/a.j2").write_text("two")
+    assert images.recipe_digest(RECIPE) != before

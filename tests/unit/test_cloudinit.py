@@ -104,3 +104,13 @@ def test_public_key_files(tmp_path: Path) -> None:
         read_public_key(tmp_path / "bad.pub")
     with pytest.raises(ConfigError, match="malformed"):
         check_public_key("ssh-ed25519 !!!notbase64", "x")
+
+
+def test_seed_carries_what_an_ssh_login_needs_as_plain_files() -> None:
+    data = seed_data(hostname="web", instance_id="i", user="debian", authorized_keys=["ssh-ed25519 A a", "ssh-ed25519 B b"],
+                     host_key=KEY, mac="52:54:00:12:34:56")
+    files = data.files()
+    assert files["vmctl-user"] == b"debian\n" and files["vmctl-hostname"] == b"web\n"
+    assert files["vmctl-host-key"] == KEY.private.encode()
+    assert files["vmctl-host-key.pub"] == (KEY.public + "\n").encode()
+    assert files["vmctl-authorized-keys"] == b"ssh-ed25519 A a\nssh-ed25519 B b\n"
