@@ -11,7 +11,7 @@ DEBS    := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libv
            e2fsprogs iproute2 dnsmasq-base iptables util-linux mount libxml2-utils \
            openssh-client debian-archive-keyring docker.io
 
-.PHONY: all deps venv runtime image demo test unit e2e lint clean
+.PHONY: all deps venv runtime image demo test unit e2e lint lab clean
 
 all: test
 
@@ -51,6 +51,14 @@ lint: venv
 test: venv image
 	$(VENV)/bin/mypy vmctl
 	$(VENV)/bin/pytest -q -ra tests
+
+# The boot lab as docs/lab.md ran it (about 12 minutes under TCG). For the host's
+# container numbers, point DOCKER_HOST at a Docker Engine first (docs/lab.md).
+lab: runtime image
+	@$(VMCTL) image ls --json | grep -q '"$(IMAGE)-docker"' || \
+	    $(VMCTL) image bake $(IMAGE)-docker --from-image $(IMAGE) --docker
+	$(VMCTL) lab boot --runs 3 --profile stock --profile fast --image $(IMAGE)-docker \
+	    --containers 5 --warm --json docs/lab.json --plot docs/lab.png
 
 clean:
 	-$(VMCTL) hypervisor stop

@@ -293,6 +293,7 @@ def image_rm(names: tuple[str, ...]) -> None:
 
 
 from .cli_machines import COMMANDS as _MACHINE_COMMANDS  # noqa: E402
+from .cli_lab import lab_group as _lab_group  # noqa: E402
 
 from .cli_docker import bake as _bake  # noqa: E402
 from .cli_docker import docker_group as _docker_group  # noqa: E402
@@ -304,6 +305,7 @@ for _command in _MACHINE_COMMANDS:
     main.add_command(_command)
 main.add_command(_docker_group)
 main.add_command(_pool_group)
+main.add_command(_lab_group)
 main.add_command(_apply)
 main.add_command(_destroy)
 image.add_command(_bake)

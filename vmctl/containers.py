@@ -73,3 +73,51 @@ def load(machine: Machine, archive: Path, tag: str | None = None) -> list[str]:
         raise VmctlError(f"{machine.name}: loading {archive.name} failed: {result.tail()}",
                          hint=f"is Docker installed? 'vmctl docker install {machine.name}'")
     return loaded
+
+
+# The host's own Docker Engine, for the boot lab -------------------------------
+
+HOST_LAB_IMAGE = "vmctl/busybox:lab"
+
+
+def host_engine() -> tuple[str | None, str]:
+    """(the host engine's version, '') if a Docker Engine answers here, else (None, why not)."""
+    try:
+        result = run(["docker", "version", "--format", "{{.Server.Version}}"], what="docker version",
+                     timeout=20, check=False)
+    except VmctlError as e:
+        return None, e.message
+    if not result.ok:
+        return None, f"no Docker Engine answers on this host: {result.tail(1) or 'docker version failed'}"
+    return result.stdout.strip(), ""
+
+
+def busybox_cached() -> Path:
+    """The busybox root filesystem tar, made once and kept in vmctl's cache."""
+    from .paths import cache_dir
+
+    out = cache_dir() / "containers" / "busybox-rootfs.tar"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_name(f".{out.name}.{secrets.token_hex(3)}")
+        try:
+            busybox_rootfs(part).replace(out)
+        finally:
+            part.unlink(missing_ok=True)
+    return out
+
+
+def time_on_host(n: int) -> list[float]:
+    """Seconds for each of ``n`` ``docker run --rm`` of a local busybox image on the host's engine."""
+    import time
+
+    if not run(["docker", "image", "inspect", HOST_LAB_IMAGE], what="docker image inspect", check=False).ok:
+        run(["docker", "import", "-c", 'CMD ["/bin/sh"]', str(busybox_cached()), HOST_LAB_IMAGE],
+            what=f"docker import {HOST_LAB_IMAGE}", timeout=300)
+    times = []
+    for _ in range(n):
+        started = time.monotonic()
+        run(["docker", "run", "--rm", "--network", "none", HOST_LAB_IMAGE, "true"],
+            what=f"docker run --rm {HOST_LAB_IMAGE}", timeout=120)
+        times.append(round(time.monotonic() - started, 3))
+    return times

@@ -173,6 +173,10 @@ class Hypervisor:
         flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
         self._call(self._domain(name).undefineFlags, flags, what=f"undefining {name}")
 
+    def managed_save(self, name: str) -> None:
+        """Save the running domain's memory to disk and stop it; the next start restores it."""
+        self._call(self._domain(name).managedSave, 0, what=f"saving the state of {name}")
+
     def exists(self, name: str) -> bool:
         try:
             self.conn.lookupByName(name)

@@ -47,3 +47,17 @@ def test_an_error_is_one_line_plus_a_hint_and_exit_1(isolated: object) -> None:
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert lines[0].startswith("error: unknown image 'no-such'") and lines[1].startswith("hint: ") and len(lines) == 2
+
+
+def test_up_refuses_a_boot_mode_the_profile_contradicts(isolated: object) -> None:
+    result = CliRunner().invoke(main, ["up", "x", "--profile", "fast", "--boot", "disk"])
+    assert result.exit_code == 1
+    assert "--profile fast boots with --boot kernel, not --boot disk" in result.output
+
+
+def test_lab_refuses_bad_input_before_booting(isolated: object, tmp_path: object) -> None:
+    for args, message in [(["--runs", "0"], "runs 0 is out of range"),
+                          (["--profile", "fast", "--profile", "fast"], "given twice"),
+                          (["--json", "/nonexistent-dir/x.json"], "not a writable directory")]:
+        result = CliRunner().invoke(main, ["lab", "boot", *args])
+        assert result.exit_code == 1 and message in result.output, result.output
