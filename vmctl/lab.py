@@ -103,7 +103,7 @@ def run_lab(host: "Host", config: LabConfig, progress: Progress = NoProgress(), 
     ``command`` is recorded as the command line that reproduces the result.
     """
     accel = accelerator(progress)
-    tag = secrets.token_hex(2)
+    tag = secrets.token_hex(4)
     runs: list[dict[str, Any]] = []
     guest: dict[str, str] = {}
     for i in range(1, config.runs + 1):
@@ -141,18 +141,21 @@ def _one_run(host: "Host", config: LabConfig, profile: str, name: str,
     try:
         with _ConsoleWatch(host.file(name, "serial.log"), timeline) as console:
             machine = up(host, spec, progress=progress, timeline=timeline)
-        run: dict[str, Any] = {"profile": profile, "phases": labdata.phases_of(timeline.marks, console.watch.seen)}
-        progress.phase("asking the guest (systemd-analyze, cloud-init analyze)")
-        run["guest"] = _guest_analysis(machine)
-        guest = _guest_versions(machine)
-        if config.containers and guest.get("docker"):
-            progress.phase(f"timing docker run --rm x{config.containers} in the VM")
-            run["containers"] = _vm_containers(machine, config.containers)
-        if config.warm:
-            progress.phase("saving the VM's state, then a warm start")
-            run["warm"] = _warm_start(host, machine)
-        machine.close()
-        return run, guest
+        try:
+            run: dict[str, Any] = {"profile": profile,
+                                   "phases": labdata.phases_of(timeline.marks, console.watch.seen)}
+            progress.phase("asking the guest (systemd-analyze, cloud-init analyze)")
+            run["guest"] = _guest_analysis(machine)
+            guest = _guest_versions(machine)
+            if config.containers and guest.get("docker"):
+                progress.phase(f"timing docker run --rm x{config.containers} in the VM")
+                run["containers"] = _vm_containers(machine, config.containers)
+            if config.warm:
+                progress.phase("saving the VM's state, then a warm start")
+                run["warm"] = _warm_start(host, machine)
+            return run, guest
+        finally:
+            machine.close()
     finally:
         progress.phase("removing the VM")
         host.destroy(name)

@@ -40,7 +40,7 @@ def _extras(results: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
             out.append(("warm start (restore to SSH)", warm))
         for where, data in result["containers"].items():
             if data.get("summary"):
-                out.append((f"docker run --rm ({where})", data["summary"]))
+                out.append((f"docker run --rm ({'in the VM' if where == 'vm' else 'on the host'})", data["summary"]))
     return out
 
 
@@ -83,6 +83,7 @@ def _waterfall(ax: Any, rows: list[tuple[str, dict[str, Any]]]) -> None:
                     va="center", fontsize=9)
     ax.set_yticks(range(len(rows)), [label for label, _ in rows])
     ax.invert_yaxis()
+    ax.set_title("Where a boot's time goes (median per phase)", fontsize=10, loc="left")
     ax.set_xlabel("seconds since 'up' began; each segment ends when the phase named in the legend was reached")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xlim(0, ax.get_xlim()[1] * 1.3)
@@ -104,4 +105,5 @@ def _log_bars(ax: Any, rows: list[tuple[str, dict[str, Any]]], extras: list[tupl
     ax.set_xlim(min(0.1, min(float(s["min"]) for _, s in bars) / 2) if bars else 0.1,
                 max(100.0, max(float(s["max"]) for _, s in bars) * 3) if bars else 100.0)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}s"))
+    ax.set_title("VM to a shell versus a container", fontsize=10, loc="left")
     ax.set_xlabel("seconds, log scale (bar: median; whiskers: min to max)")
