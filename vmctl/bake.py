@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .download import file_digest
 from .errors import ImageError
-from .images import Cache, CachedImage, new_record
+from .images import BOOT_FILES, Cache, CachedImage, new_record
 from .locks import file_lock
 from .machine import Machine
 from .proc import run
@@ -51,9 +51,9 @@ def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> C
         sha256 = file_digest(tmp, "sha256")
         disk = cache.versioned(new, sha256, "qcow2")
         extra: dict[str, str] = {}
-        for kind in ("kernel", "initrd"):
+        for kind, suffix in BOOT_FILES.items():
             if source := getattr(parent, kind):
-                target = cache.versioned(new, sha256, "vmlinuz" if kind == "kernel" else "initrd")
+                target = cache.versioned(new, sha256, suffix)
                 shutil.copyfile(source, target)
                 extra[kind] = str(target)
         tmp.replace(disk)

@@ -18,7 +18,8 @@ from typing import Iterator
 
 from .download import file_digest
 from .errors import ImageError
-from .images import Build, Cache, CachedImage, new_record, recipe_digest
+from .images import BOOT_FILES, Build, Cache, CachedImage, new_record, recipe_digest
+from .initramfs import build_lean
 from .locks import file_lock
 from .proc import run
 from .progress import NoProgress, Progress
@@ -163,8 +164,9 @@ def _build_in(
     progress.phase("configuring")
     configure_rootfs(rootfs, recipe)
     kernel, initrd = boot_files(rootfs)
-    shutil.copy(kernel, workdir / "vmlinuz")
-    shutil.copy(initrd, workdir / "initrd")
+    shutil.copy(kernel, workdir / BOOT_FILES["kernel"])
+    shutil.copy(initrd, workdir / BOOT_FILES["initrd"])
+    build_lean(rootfs, kernel, workdir / BOOT_FILES["lean_initrd"])
     progress.phase("making the filesystem")
     make_disk(rootfs, raw, recipe.disk_gib)
     progress.phase("installing the boot loader")
@@ -179,12 +181,14 @@ def _build_in(
 def _publish(workdir: Path, name: str, recipe: Build, user: str, cache: Cache) -> CachedImage:
     sha256 = file_digest(workdir / "disk.qcow2", "sha256")
     disk = cache.versioned(name, sha256, "qcow2")
-    kernel, initrd = cache.versioned(name, sha256, "vmlinuz"), cache.versioned(name, sha256, "initrd")
-    (workdir / "vmlinuz").replace(kernel)
-    (workdir / "initrd").replace(initrd)
+    boot: dict[str, str] = {}
+    for kind, suffix in BOOT_FILES.items():
+        target = cache.versioned(name, sha256, suffix)
+        (workdir / suffix).replace(target)
+        boot[kind] = str(target)
     (workdir / "disk.qcow2").replace(disk)
     record = new_record(
         name, disk, sha256, "build", recipe=recipe_digest(recipe),
-        kernel=str(kernel), initrd=str(initrd), kernel_cmdline=recipe.kernel_cmdline, user=user,
+        kernel_cmdline=recipe.kernel_cmdline, user=user, **boot,
     )
     return cache.publish(record)

@@ -52,6 +52,11 @@ class ImageDef:
     build: Build | None = None
 
 
+# The boot files a built image keeps beside its disk, by record field: the
+# kernel and initrd it boots with, and the fast profile's lean initramfs.
+BOOT_FILES = {"kernel": "vmlinuz", "initrd": "initrd", "lean_initrd": "initrd-lean"}
+
+
 @dataclass(frozen=True)
 class CachedImage:
     """A usable image in the cache."""
@@ -65,6 +70,7 @@ class CachedImage:
     kernel: str | None = None
     initrd: str | None = None
     kernel_cmdline: str | None = None
+    lean_initrd: str | None = None  # images built before the fast profile's lean initramfs have none
     user: str = "debian"
     recipe: str = ""  # digest of the definition it came from; a change means rebuild
     extra: dict[str, Any] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from .api import accelerator
 from .boottest import boot_spec
 from .cloudinit import merge, parse_user_data, seed_data
 from .disks import create_overlay
-from .errors import ConfigError, VmctlError, WaitTimeout
+from .errors import ConfigError, ImageError, VmctlError, WaitTimeout
 from .images import Cache, CachedImage
 from .keys import generate
 from .locks import file_lock
@@ -170,6 +170,7 @@ class _Run:
     def define(self, image: object, accel: str, extra: dict[str, object]) -> None:
         assert isinstance(image, CachedImage)
         spec, host = self.spec, self.host
+        boot = _boot(image, spec)  # before anything is made: an image may not support the profile
         user = spec.user or image.user
         mac, host_key = new_mac(), generate(f"vmctl-{spec.name}")
         record = Record(
@@ -188,7 +189,7 @@ class _Run:
         domain = DomainSpec(
             name=spec.name, disk=Path(record.disk), serial_log=Path(record.serial_log),
             cpus=spec.cpus, memory_mib=spec.memory_mib, accel="kvm" if accel == "kvm" else "tcg",
-            boot=_boot(image, spec), seed=Path(record.seed),
+            boot=boot, seed=Path(record.seed),
             network=NetworkChoice.parse(spec.network), mac=mac, metadata=record.to_json(),
         )
         host.hv.define(domain_xml(domain))
@@ -239,9 +240,23 @@ class _Run:
 def _boot(image: CachedImage, spec: MachineSpec) -> DiskBoot | KernelBoot:
     """The image's boot, with the profile's kernel arguments on a direct kernel boot."""
     boot = boot_spec(image, spec.boot)
+    chosen = profile(spec.profile)
     if isinstance(boot, KernelBoot):
-        boot = replace(boot, cmdline=profile(spec.profile).cmdline(boot.cmdline))
+        boot = replace(boot, cmdline=chosen.cmdline(boot.cmdline))
+        if chosen.initrd == "lean":
+            boot = replace(boot, initrd=lean_initrd(image, chosen.name))
     return boot
+
+
+def lean_initrd(image: CachedImage, profile_name: str) -> Path:
+    """The image's lean initramfs; an image built before it existed lacks the
+    fast profile's units too, so it is refused here rather than left to time out."""
+    if not image.lean_initrd:
+        raise ImageError(
+            f"image {image.name!r} predates the {profile_name} profile: it has no lean initramfs or fast-boot units",
+            hint=f"rebuild it ('vmctl image build {image.name}' for a built image; re-bake a baked one from a new base)",
+        )
+    return Path(image.lean_initrd)
 
 
 def _meta(record: Record) -> tuple[str, str, str]:

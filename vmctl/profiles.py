@@ -25,6 +25,7 @@ class Profile:
     name: str
     description: str = "the image as it is: its boot loader, its cloud-init, its services"
     boot: str | None = None  # forced boot mode, if any
+    initrd: str = "image"  # on a kernel boot: the image's own initrd, or vmctl's "lean" one
     kernel_args: tuple[str, ...] = ()
     cloud_config: dict[str, Any] = field(default_factory=dict)
     meta_data: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +50,7 @@ def profile(name: str) -> Profile:
     raw = yaml.safe_load((data_dir("templates") / "profiles" / f"{name}.yaml").read_text())
     return Profile(
         name=name, description=str(raw["description"]), boot=raw.get("boot"),
+        initrd=str(raw.get("initrd", "image")),
         kernel_args=tuple(str(a) for a in raw.get("kernel_args", ())),
         cloud_config=dict(raw.get("cloud_config") or {}),
         meta_data=dict(raw.get("meta_data") or {}),
