@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .errors import ConfigError
+from .errors import ConfigError, VmctlError
 from .host import Host
 from .profiles import PROFILES
 
@@ -29,8 +29,11 @@ def lab_group() -> None:
     """
 
 
-def _check_output(path: str | None, what: str) -> None:
+def _check_output(path: str | None, what: str, stdout_ok: bool = False) -> None:
     """Refuse an output file that cannot be written, before anything boots."""
+    if path == "-" and not stdout_ok:
+        raise ConfigError(f"the {what} is a PNG image and cannot go to standard output",
+                          hint="give a file name, e.g. lab.png")
     if path and path != "-":
         parent = Path(path).resolve().parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
@@ -81,7 +84,7 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
 
     config = LabConfig(runs=runs, image=image, profiles=profiles or ("stock",), docker=docker,
                        containers=containers, warm=warm, cpus=cpus, memory_mib=memory)
-    _check_output(json_out, "results")
+    _check_output(json_out, "results", stdout_ok=True)
     _check_output(plot_out, "chart")
     if plot_out:
         from .labplot import require_matplotlib
@@ -98,12 +101,15 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
         _write(plot_out, plot([result]))
     if quiet:
         _emit_json(result)
-        return
-    for line in table(result):
-        click.echo(line)
-    for path in (json_out, plot_out):
-        if path:
-            click.echo(f"wrote {path}")
+    else:
+        for line in table(result):
+            click.echo(line)
+        for path in (json_out, plot_out):
+            if path:
+                click.echo(f"wrote {path}")
+    if failed := [r for r in result["runs"] if r.get("error")]:
+        raise VmctlError(f"{len(failed)} of {len(result['runs'])} lab runs failed; the results hold the others",
+                         hint=f"first failure ({failed[0]['profile']} run {failed[0]['run']}): {failed[0]['error']}")
 
 
 @lab_group.command("plot")
@@ -116,14 +122,14 @@ def plot_cmd(results: tuple[str, ...], output: str) -> None:
     Example:
       vmctl lab plot lab.json -o docs/lab.png
     """
-    from .labplot import plot, require_matplotlib
+    from .labplot import check_result, plot, require_matplotlib
 
     _check_output(output, "chart")
     require_matplotlib()
     data: list[dict[str, Any]] = []
     for path in results:
         try:
-            data.append(json.loads(Path(path).read_text()))
+            data.append(check_result(json.loads(Path(path).read_text()), path))
         except (OSError, ValueError) as e:
             raise ConfigError(f"{path} is not a lab result: {e}", hint="make one with 'vmctl lab boot --json FILE'") from e
     _write(output, plot(data))

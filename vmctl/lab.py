@@ -109,8 +109,12 @@ def run_lab(host: "Host", config: LabConfig, progress: Progress = NoProgress(), 
     for i in range(1, config.runs + 1):
         for profile in config.profiles:
             label = f"{profile} {i}/{config.runs}"
-            run, guest = _one_run(host, config, profile, f"lab-{tag}-{profile}-{i}", _Labelled(progress, label))
+            try:
+                run, seen = _one_run(host, config, profile, f"lab-{tag}-{profile}-{i}", _Labelled(progress, label))
+            except VmctlError as e:  # one failed boot is a result too; the other runs still count
+                run, seen = {"profile": profile, "phases": {}, "error": str(e)}, {}
             runs.append({"run": i, **run})
+            guest = seen or guest
     summ = labdata.summary(runs)
     vm_times = [t for r in runs for t in r.get("containers", [])]
     result: dict[str, Any] = {

@@ -55,7 +55,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float |
     """Per profile, per phase: :func:`stats` over the runs that reached it."""
     out: dict[str, dict[str, dict[str, float | int]]] = {}
     for profile in dict.fromkeys(r["profile"] for r in runs):
-        mine = [r["phases"] for r in runs if r["profile"] == profile]
+        mine = [r["phases"] for r in runs if r["profile"] == profile and not r.get("error")]
         names = [p for p in (*PHASES, BOOT_TO_SSH) if any(p in m for m in mine)]
         out[profile] = {p: stats(m[p] for m in mine if p in m) for p in names}
     return out
@@ -72,16 +72,16 @@ def comparison(summ: dict[str, dict[str, dict[str, float | int]]]) -> dict[str, 
 
 # What guests print --------------------------------------------------------------
 
-_DURATION = re.compile(r"(?:(\d+)h)?\s*(?:(\d+)min)?\s*(?:([\d.]+)s)?\s*(?:([\d.]+)ms)?")
+_DURATION = re.compile(r"(?:(\d+)h)?\s*(?:(\d+)min)?\s*(?:([\d.]+)s)?\s*(?:([\d.]+)ms)?\s*(?:([\d.]+)us)?")
 
 
 def seconds(text: str) -> float:
-    """systemd's ``1min 2.353s``, ``845ms``, ``1h 2min`` as seconds."""
+    """systemd's ``1min 2.353s``, ``845ms``, ``512us``, ``1h 2min`` as seconds."""
     m = _DURATION.fullmatch(text.strip())
     if not m or not any(m.groups()):
         raise ValueError(f"not a systemd duration: {text!r}")
-    h, mins, s, ms = (float(g) if g else 0.0 for g in m.groups())
-    return round(h * 3600 + mins * 60 + s + ms / 1000, 3)
+    h, mins, s, ms, us = (float(g) if g else 0.0 for g in m.groups())
+    return round(h * 3600 + mins * 60 + s + ms / 1000 + us / 1e6, 6)
 
 
 def systemd_time(text: str) -> dict[str, float]:
@@ -135,6 +135,9 @@ def table(result: dict[str, Any]) -> list[str]:
             lines.append(f"{LABELS[phase]:<26}" + "".join(
                 f"{c['median']:>14.2f}{c['p95']:>8.2f}{c['min']:>8.2f}{c['max']:>8.2f}" if c else f"{'-':>38}"
                 for c in cells))
+    for run in result.get("runs", []):
+        if run.get("error"):
+            lines.append(f"{run['profile']} run {run['run']} failed: {run['error']}")
     for ratio, value in result.get("comparison", {}).items():
         lines.append(f"{ratio.replace('_', ' ')}: {value:.2f} (median boot to SSH)")
     lines.append("")

@@ -19,6 +19,15 @@ def require_matplotlib() -> None:
                           hint="pip install 'vmctl[lab]' (or pip install matplotlib)") from e
 
 
+def check_result(result: Any, source: str) -> dict[str, Any]:
+    """``result`` if it looks like ``vmctl lab boot``'s JSON, else a ConfigError naming ``source``."""
+    missing = [k for k in ("accel", "config", "summary", "containers") if not isinstance(result, dict) or k not in result]
+    if missing:
+        raise ConfigError(f"{source} is not a result of 'vmctl lab boot' (no {', '.join(missing)})",
+                          hint="pass the file written by 'vmctl lab boot --json FILE'")
+    return dict(result)
+
+
 def _rows(results: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(label, phase summary) per profile of every result; one accelerator only."""
     accels = {r["accel"] for r in results}
@@ -47,14 +56,15 @@ def _extras(results: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 def plot(results: list[dict[str, Any]]) -> bytes:
     """The results as a PNG: a boot waterfall per profile, and everything on a log scale."""
     require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure with its own Agg canvas: no pyplot, so no process-wide backend or figure registry
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rows, extras = _rows(results), _extras(results)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 3 + 0.55 * (len(rows) + len(rows) + len(extras))),
-                                      gridspec_kw={"height_ratios": [max(1, len(rows)), max(1, len(rows) + len(extras))]})
+    fig = Figure(figsize=(12, 3 + 0.55 * (len(rows) + len(rows) + len(extras))))
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [max(1, len(rows)),
+                                                                    max(1, len(rows) + len(extras))]})
     fig.suptitle(f"VM boot versus container start ({results[0]['accel'].upper()}, "
                  f"median of {results[0]['config']['runs']} run(s) per profile)")
     _waterfall(top, rows)
@@ -62,7 +72,6 @@ def plot(results: list[dict[str, Any]]) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -36,7 +36,7 @@ from .spec import MachineSpec
 VM_KEYS: dict[str, tuple[type, str]] = {
     "image": (str, "image"), "cpus": (int, "cpus"), "memory": (int, "memory_mib"), "disk": (int, "disk_gib"),
     "boot": (str, "boot"), "network": (str, "network"), "user": (str, "user"), "docker": (bool, "docker"),
-    "user_data": (dict, "user_data"), "ssh_keys": (list, "ssh_keys"),
+    "user_data": (dict, "user_data"), "ssh_keys": (list, "ssh_keys"), "profile": (str, "profile"),
 }
 POOL_KEYS: dict[str, tuple[type, str]] = {
     "size": (int, "size"), "managers": (int, "managers"), "image": (str, "image"),

@@ -25,7 +25,8 @@ def test_stats_nearest_rank() -> None:
 
 
 @pytest.mark.parametrize("text,value", [("845ms", 0.845), ("9.220s", 9.22), ("1min 2.353s", 62.353),
-                                        ("1h 2min", 3720.0), ("2min", 120.0)])
+                                        ("1h 2min", 3720.0), ("2min", 120.0), ("512us", 0.000512),
+                                        ("1.2s 30ms", 1.23)])
 def test_systemd_durations(text: str, value: float) -> None:
     assert seconds(text) == value
 
@@ -85,6 +86,25 @@ def test_table_names_every_measured_phase_and_what_was_not_measured() -> None:
     assert "fast over stock: 0.50" in text
     assert "container start (vm, docker run --rm, n=2): median 0.60s" in text
     assert "container start (host): not measured: no Docker Engine answers" in text
+
+
+def test_a_failed_run_is_reported_and_left_out_of_the_statistics() -> None:
+    failed = {"profile": "fast", "run": 2, "phases": {}, "error": "t1: no address after 300 s"}
+    runs = [{**_run("stock", 51.0), "run": 1}, {**_run("fast", 26.0), "run": 1}, failed]
+    summ = summary(runs)
+    assert summ["fast"][BOOT_TO_SSH]["n"] == 1 and comparison(summ) == {"fast_over_stock": 0.5}
+    result = {"accel": "tcg", "config": {"runs": 2, "image": "debian-12"}, "summary": summ, "runs": runs,
+              "comparison": comparison(summ), "containers": {}}
+    assert "fast run 2 failed: t1: no address after 300 s" in table(result)
+
+
+def test_plot_refuses_what_is_not_a_lab_result() -> None:
+    from vmctl.labplot import check_result
+
+    with pytest.raises(ConfigError, match="x.json is not a result of 'vmctl lab boot' \\(no accel, summary"):
+        check_result({"config": {}, "containers": {}}, "x.json")
+    with pytest.raises(ConfigError, match="no accel, config, summary, containers"):
+        check_result([1, 2], "y.json")
 
 
 def test_plot_is_a_png_and_refuses_mixed_accelerators() -> None:

@@ -37,9 +37,11 @@ def test_pool_spec_rules() -> None:
 def test_a_good_plan(tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text("vms:\n  a:\n    cpus: 1\n    docker: true\n    user_data: {packages: [htop]}\n"
+                    "  quick:\n    profile: fast\n"
                     "pools:\n  p:\n    size: 3\n    managers: 1\n")
     loaded = load(plan)
     assert loaded.vms[0].name == "a" and loaded.vms[0].docker and "htop" in loaded.vms[0].user_data
+    assert loaded.vms[0].profile == "stock" and loaded.vms[1].profile == "fast" and loaded.vms[1].boot == "kernel"
     assert loaded.pools[0].size == 3
 
 
@@ -50,6 +52,7 @@ def test_a_good_plan(tmp_path: Path) -> None:
         ("vms:\n  web:\n    docker: 1\n", "vms.web.docker: expected bool, got 1"),
         ("vms:\n  web:\n    ssh_keys: [nothere.pub]\n", "cannot read SSH key file"),
         ("vms:\n  web: [1]\n", "vms.web: expected a mapping of settings"),
+        ("vms:\n  web:\n    profile: turbo\n", "vms.web: unknown profile 'turbo'"),
         ("pools: [a]\n", "pools: expected a mapping"),
         ("{}\n", "declares no vms and no pools"),
         ("- a\n", "expected a mapping with 'vms'"),
