@@ -55,8 +55,9 @@ test: venv image
 # The boot lab as docs/lab.md ran it (about 12 minutes under TCG). For the host's
 # container numbers, point DOCKER_HOST at a Docker Engine first (docs/lab.md).
 lab: runtime image
-	@$(VMCTL) image ls --json | grep -q '"$(IMAGE)-docker"' || \
-	    $(VMCTL) image bake $(IMAGE)-docker --from-image $(IMAGE) --docker
+	@$(VMCTL) image ls --json | $(VENV)/bin/python -c 'import json, sys; \
+	    sys.exit(not any(i["name"] == "$(IMAGE)-docker" and not i["stale"] for i in json.load(sys.stdin)))' || \
+	    { $(VMCTL) image rm $(IMAGE)-docker 2>/dev/null; $(VMCTL) image bake $(IMAGE)-docker --from-image $(IMAGE) --docker; }
 	$(VMCTL) lab boot --runs 3 --profile stock --profile fast --image $(IMAGE)-docker \
 	    --containers 5 --warm --json docs/lab.json --plot docs/lab.png
 

@@ -86,6 +86,11 @@ def image_list() -> list[CachedImage]:
     return Cache().images()
 
 
+def image_stale(image: CachedImage) -> str | None:
+    """Why a baked image no longer matches its parent image, or None."""
+    return Cache().stale(image)
+
+
 def image_build(name: str, progress: Progress = NoProgress()) -> CachedImage:
     """Build ``name`` locally from its recipe (returns the cached one if present)."""
     image = definition(name)

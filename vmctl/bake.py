@@ -60,5 +60,5 @@ def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> C
     finally:
         tmp.unlink(missing_ok=True)
     record = new_record(new, disk, sha256, "bake", user=parent.user, kernel_cmdline=parent.kernel_cmdline,
-                        extra={"parent": parent.name, "from_vm": machine.name}, **extra)
+                        extra={"parent": parent.name, "parent_sha256": parent.sha256, "from_vm": machine.name}, **extra)
     return cache.publish(record)

@@ -263,19 +263,22 @@ def image_test(ctx: click.Context, name: str, boot: str, timeout: float, as_json
 @image.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def image_ls(as_json: bool) -> None:
-    """List the cached images.
+    """List the cached images. A baked image whose parent was rebuilt since is
+    marked stale: bake it again to pick up the new base.
 
     \b
     Example:
       vmctl image ls --json
     """
     images = api.image_list()
+    stale = {i.name: api.image_stale(i) for i in images}
     if as_json:
-        _emit_json([i.to_dict() for i in images])
+        _emit_json([{**i.to_dict(), "stale": stale[i.name]} for i in images])
         return
     click.echo(f"{'NAME':<16} {'SOURCE':<9} {'SIZE':>9}  {'SHA256':<14} PATH")
     for i in images:
-        click.echo(f"{i.name:<16} {i.source:<9} {i.size / 2**20:>5.0f} MiB  {i.sha256[:12]:<14} {i.path}")
+        note = f"  (stale: {stale[i.name]})" if stale[i.name] else ""
+        click.echo(f"{i.name:<16} {i.source:<9} {i.size / 2**20:>5.0f} MiB  {i.sha256[:12]:<14} {i.path}{note}")
 
 
 @image.command("rm")

@@ -52,6 +52,9 @@ class ImageDef:
     build: Build | None = None
 
 
+# The modules whose code shapes a built image (see recipe_digest).
+BUILD_CODE = tuple(Path(__file__).with_name(m) for m in ("build.py", "initramfs.py"))
+
 # The boot files a built image keeps beside its disk, by record field: the
 # kernel and initrd it boots with, and the fast profile's lean initramfs.
 BOOT_FILES = {"kernel": "vmlinuz", "initrd": "initrd", "lean_initrd": "initrd-lean"}
@@ -124,11 +127,12 @@ def _build(raw: dict[str, Any]) -> Build:
 
 
 def recipe_digest(section: Build | Download) -> str:
-    """A digest of a build recipe (with the templates a build puts in the image) or a download source."""
+    """A digest of a build recipe (with the templates a build puts in the image, and
+    the code that makes it: a change to either means a rebuild) or a download source."""
     text = json.dumps(asdict(section), sort_keys=True)
     if isinstance(section, Build):
         templates = sorted((data_dir("templates") / "image").glob("*.j2"))
-        text += "".join(f"\n{t.name}\n{t.read_text()}" for t in templates)
+        text += "".join(f"\n{f.name}\n{f.read_text()}" for f in [*templates, *BUILD_CODE])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -192,6 +196,18 @@ class Cache:
                 hint=f"run 'vmctl image build {name}' or 'vmctl image pull {name}'",
             )
         return image
+
+    def stale(self, image: CachedImage) -> str | None:
+        """Why a baked ``image`` no longer matches its parent (rebuilt or removed since), or None."""
+        parent = image.extra.get("parent")
+        if image.source != "bake" or not parent:
+            return None
+        current = self.get(str(parent))
+        if current is None:
+            return f"its parent {parent} is no longer cached"
+        if image.extra.get("parent_sha256") != current.sha256:
+            return f"its parent {parent} changed since it was baked"
+        return None
 
     def images(self) -> list[CachedImage]:
         names = sorted(p.stem for p in self.root.glob("*.json"))

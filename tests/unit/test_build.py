@@ -40,7 +40,7 @@ def test_mmdebstrap_argv_includes_every_package_and_honours_a_mirror_override() 
 
 def test_configure_rootfs_strips_identity(tmp_path: Path) -> None:
     root = tmp_path
-    for d in ("etc/ssh", "etc/cloud/cloud.cfg.d", "var/lib/dbus", "var/lib/apt/lists", "var/cache/apt/archives"):
+    for d in ("etc/ssh", "etc/cloud/cloud.cfg.d", "var/lib/dbus", "var/lib/apt/lists", "var/cache/apt/archives", "usr"):
         (root / d).mkdir(parents=True)
     (root / "etc/ssh/ssh_host_ed25519_key").write_text("secret")
     (root / "etc/machine-id").write_text("1234\n")
@@ -54,13 +54,19 @@ def test_configure_rootfs_strips_identity(tmp_path: Path) -> None:
     assert "LABEL=vmctl-root" in (root / "etc/fstab").read_text()
     assert "APPEND root=LABEL=vmctl-root ro console=ttyS0" in (root / "boot/extlinux/extlinux.conf").read_text()
     assert "datasource_list: [NoCloud, None]" in (root / "etc/cloud/cloud.cfg.d/90-vmctl.cfg").read_text()
+    masked = root / "etc/systemd/system-generators/systemd-gpt-auto-generator"
+    assert masked.is_symlink() and str(masked.readlink()) == "/dev/null"
+    assert not (root / "etc/systemd/system-generators/systemd-fstab-generator").exists()
+    usr = (root / "usr").stat().st_mtime_ns
+    for stamp in (root / "etc/.updated", root / "var/.updated"):  # systemd: /usr is not newer, nothing to update
+        assert stamp.stat().st_mtime_ns == usr and f"TIMESTAMP_NSEC={usr}" in stamp.read_text()
 
 
 def test_the_image_carries_the_fast_profile_units_inert(tmp_path: Path) -> None:
     import subprocess
 
     root = tmp_path
-    for d in ("etc/ssh", "etc/cloud/cloud.cfg.d", "var/lib/dbus", "var/lib/apt/lists", "var/cache/apt/archives"):
+    for d in ("etc/ssh", "etc/cloud/cloud.cfg.d", "var/lib/dbus", "var/lib/apt/lists", "var/cache/apt/archives", "usr"):
         (root / d).mkdir(parents=True)
     configure_rootfs(root, RECIPE)
     script = root / "usr/lib/vmctl/fast-boot"
@@ -85,3 +91,34 @@ def test_the_recipe_digest_follows_the_templates_the_build_installs(tmp_path: Pa
     before = images.recipe_digest(RECIPE)
     (tmp_path / "image/a.j2").write_text("two")
     assert images.recipe_digest(RECIPE) != before
+
+
+def test_the_recipe_digest_follows_the_build_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vmctl.images as images
+
+    (tmp_path / "build.py").write_text("v1")
+    monkeypatch.setattr(images, "BUILD_CODE", (tmp_path / "build.py",))
+    before = images.recipe_digest(RECIPE)
+    (tmp_path / "build.py").write_text("v2")
+    assert images.recipe_digest(RECIPE) != before
+
+
+def test_a_baked_image_is_stale_once_its_parent_changes(tmp_path: Path) -> None:
+    from vmctl.images import Cache, new_record
+
+    cache = Cache(tmp_path)
+    cache.root.mkdir()
+
+    def publish(name: str, sha: str, source: str, **extra: object) -> None:
+        disk = cache.versioned(name, sha, "qcow2")
+        disk.write_bytes(b"qcow2")
+        cache.publish(new_record(name, disk, sha, source, **extra))
+
+    publish("base", "a" * 64, "build")
+    publish("base-docker", "b" * 64, "bake", extra={"parent": "base", "parent_sha256": "a" * 64})
+    baked = cache.require("base-docker")
+    assert cache.stale(baked) is None and cache.stale(cache.require("base")) is None
+    publish("base", "c" * 64, "build")  # rebuilt
+    assert cache.stale(baked) == "its parent base changed since it was baked"
+    cache.remove("base")
+    assert cache.stale(baked) == "its parent base is no longer cached"
