@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .disks import backing_file
 from .download import file_digest
 from .errors import ImageError
 from .images import BOOT_FILES, Cache, CachedImage, new_record
@@ -29,6 +30,10 @@ def bake(machine: Machine, new: str, cache: Cache | None = None, progress: Progr
     check_name(new, "image name")
     cache = cache or Cache()
     parent = cache.require(machine.spec.image)
+    if backing_file(Path(machine.record.disk)) != Path(parent.path):
+        # its boot files and the version recorded would be the new image's, not the disk's
+        raise ImageError(f"{machine.name} was made from an earlier build of {parent.name} than the cached one",
+                         hint=f"make a new VM from the current {parent.name} and bake that")
     cache.root.mkdir(parents=True, exist_ok=True)
     with file_lock(cache.lock_path(new)):
         if cache.get(new) is not None:
@@ -45,6 +50,7 @@ def bake(machine: Machine, new: str, cache: Cache | None = None, progress: Progr
 
 def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> CachedImage:
     tmp = cache.root / f".bake-{new}-{os.getpid()}.qcow2"
+    made: list[Path] = []  # new files, removed again unless the record is published
     try:
         run(["qemu-img", "convert", "-O", "qcow2", machine.record.disk, str(tmp)],
             what="qemu-img convert", timeout=1800)
@@ -54,11 +60,18 @@ def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> C
         for kind, suffix in BOOT_FILES.items():
             if source := getattr(parent, kind):
                 target = cache.versioned(new, sha256, suffix)
+                made += [] if target.exists() else [target]
                 shutil.copyfile(source, target)
                 extra[kind] = str(target)
+        made += [] if disk.exists() else [disk]
         tmp.replace(disk)
+        record = new_record(new, disk, sha256, "bake", user=parent.user, kernel_cmdline=parent.kernel_cmdline,
+                            extra={"parent": parent.name, "parent_sha256": parent.sha256, "from_vm": machine.name},
+                            **extra)
+        published = cache.publish(record)
+        made.clear()
+        return published
     finally:
         tmp.unlink(missing_ok=True)
-    record = new_record(new, disk, sha256, "bake", user=parent.user, kernel_cmdline=parent.kernel_cmdline,
-                        extra={"parent": parent.name, "parent_sha256": parent.sha256, "from_vm": machine.name}, **extra)
-    return cache.publish(record)
+        for path in made:
+            path.unlink(missing_ok=True)

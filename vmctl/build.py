@@ -122,6 +122,7 @@ def install_fast_boot(rootfs: Path) -> None:
     network = rootfs / "etc/systemd/network/10-vmctl-fast-eth0.network"
     network.parent.mkdir(parents=True, exist_ok=True)
     network.write_text(render("image/vmctl-fast-eth0.network.j2"))
+    (rootfs / "var/lib/vmctl").mkdir(parents=True, exist_ok=True)  # the script's per-instance stamp
     script = rootfs / "usr/lib/vmctl/fast-boot"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(render("image/vmctl-fast-boot.sh.j2"))
@@ -217,14 +218,21 @@ def _build_in(
 def _publish(workdir: Path, name: str, recipe: Build, user: str, cache: Cache) -> CachedImage:
     sha256 = file_digest(workdir / "disk.qcow2", "sha256")
     disk = cache.versioned(name, sha256, "qcow2")
-    boot: dict[str, str] = {}
-    for kind, suffix in BOOT_FILES.items():
-        target = cache.versioned(name, sha256, suffix)
-        (workdir / suffix).replace(target)
-        boot[kind] = str(target)
-    (workdir / "disk.qcow2").replace(disk)
-    record = new_record(
-        name, disk, sha256, "build", recipe=recipe_digest(recipe),
-        kernel_cmdline=recipe.kernel_cmdline, user=user, **boot,
-    )
-    return cache.publish(record)
+    boot = {kind: cache.versioned(name, sha256, suffix) for kind, suffix in BOOT_FILES.items()}
+    # new files are removed again unless the record is published (an identical
+    # earlier build's are left: its record points at them)
+    made = [p for p in (*boot.values(), disk) if not p.exists()]
+    try:
+        for kind, suffix in BOOT_FILES.items():
+            (workdir / suffix).replace(boot[kind])
+        (workdir / "disk.qcow2").replace(disk)
+        record = new_record(
+            name, disk, sha256, "build", recipe=recipe_digest(recipe),
+            kernel_cmdline=recipe.kernel_cmdline, user=user, **{kind: str(p) for kind, p in boot.items()},
+        )
+        published = cache.publish(record)
+        made.clear()
+        return published
+    finally:
+        for path in made:
+            path.unlink(missing_ok=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import click
 
 from .errors import ConfigError, VmctlError
 from .host import Host
+from .locks import replacing
 from .profiles import PROFILES
 
 
@@ -41,12 +41,8 @@ def _check_output(path: str | None, what: str, stdout_ok: bool = False) -> None:
 
 
 def _write(path: str, data: bytes) -> None:
-    tmp = Path(path).with_name(f".{Path(path).name}.{secrets.token_hex(3)}")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(Path(path)) as f:
+        f.write(data)
 
 
 @lab_group.command("boot")
@@ -109,7 +105,8 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
                 click.echo(f"wrote {path}")
     if failed := [r for r in result["runs"] if r.get("error")]:
         raise VmctlError(f"{len(failed)} of {len(result['runs'])} lab runs failed; the results hold the others",
-                         hint=f"first failure ({failed[0]['profile']} run {failed[0]['run']}): {failed[0]['error']}")
+                         hint=f"first failure ({failed[0]['profile']} run {failed[0]['run']}): {failed[0]['error']}; "
+                              "the table above shows each failure with its console")
 
 
 @lab_group.command("plot")

@@ -7,8 +7,10 @@ import secrets
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import ConfigError, VmctlError
+from .locks import replacing
 from .machine import Machine
 from .proc import run
 
@@ -26,20 +28,25 @@ def tar_kind(path: Path) -> str:
 
 
 def busybox_rootfs(out: Path) -> Path:
-    """A root filesystem tar holding Debian's static busybox (a ~2 MB image)."""
+    """A root filesystem tar holding Debian's static busybox (a ~2 MB image), at ``out``."""
+    with replacing(out) as f:
+        _busybox_tar(f)
+    return out
+
+
+def _busybox_tar(f: BinaryIO) -> None:
     with tempfile.TemporaryDirectory(prefix="vmctl-busybox-") as tmp:
         run(["apt-get", "download", "busybox-static"], what="apt-get download busybox-static", timeout=300, cwd=Path(tmp))
         deb = next(Path(tmp).glob("busybox-static_*.deb"))
         run(["dpkg-deb", "-x", str(deb), f"{tmp}/x"], what="dpkg-deb -x")
         binary = (Path(tmp) / "x/bin/busybox").read_bytes()
-    with tarfile.open(out, "w") as tar:
+    with tarfile.open(fileobj=f, mode="w") as tar:
         _add(tar, "bin", b"", tarfile.DIRTYPE, 0o755)
         _add(tar, "bin/busybox", binary, tarfile.REGTYPE, 0o755)
         for applet in BUSYBOX_APPLETS:
             _add(tar, f"bin/{applet}", b"", tarfile.SYMTYPE, 0o777, link="busybox")
         for directory in ("tmp", "proc", "sys", "dev", "etc"):
             _add(tar, directory, b"", tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755)
-    return out
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, kind: bytes, mode: int, link: str = "") -> None:
@@ -99,11 +106,7 @@ def busybox_cached() -> Path:
     out = cache_dir() / "containers" / "busybox-rootfs.tar"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        part = out.with_name(f".{out.name}.{secrets.token_hex(3)}")
-        try:
-            busybox_rootfs(part).replace(out)
-        finally:
-            part.unlink(missing_ok=True)
+        busybox_rootfs(out)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .proc import run
@@ -15,3 +16,11 @@ def create_overlay(base: Path, overlay: Path, size_gib: int | None = None) -> Pa
     overlay.parent.mkdir(parents=True, exist_ok=True)
     run(argv, what=f"creating overlay {overlay.name}")
     return overlay
+
+
+def backing_file(overlay: Path) -> Path | None:
+    """The image ``overlay`` is backed by (read even while a VM has it open)."""
+    info = json.loads(run(["qemu-img", "info", "-U", "--output=json", str(overlay)],
+                          what=f"reading {overlay.name}").stdout)
+    backing = info.get("full-backing-filename") or info.get("backing-filename")
+    return Path(backing) if backing else None

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, ImageError
+from .locks import replacing
 from .paths import cache_dir, data_dir
 from .spec import check_name
 
@@ -205,7 +206,9 @@ class Cache:
         current = self.get(str(parent))
         if current is None:
             return f"its parent {parent} is no longer cached"
-        if image.extra.get("parent_sha256") != current.sha256:
+        if "parent_sha256" not in image.extra:
+            return "baked before vmctl recorded its parent's version"
+        if image.extra["parent_sha256"] != current.sha256:
             return f"its parent {parent} changed since it was baked"
         return None
 
@@ -215,9 +218,8 @@ class Cache:
 
     def publish(self, image: CachedImage) -> CachedImage:
         """Make ``image`` visible: write its record atomically."""
-        tmp = self.file(image.name, f"json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(image.to_dict(), indent=2))
-        tmp.replace(self.file(image.name, "json"))
+        with replacing(self.file(image.name, "json")) as f:
+            f.write(json.dumps(image.to_dict(), indent=2).encode())
         return image
 
     def remove(self, name: str) -> list[Path]:

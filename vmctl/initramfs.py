@@ -22,10 +22,12 @@ from .errors import ImageError
 from .render import render
 
 # What a vmctl VM needs before its root filesystem is mounted, and just after:
-# the root disk and the NoCloud seed are virtio disks, the seed is ISO 9660
-# (loaded here so the fast-boot unit's mount needs no modprobe), and the NIC
-# is virtio (its eth0 exists before udev starts, for systemd-networkd).
-MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "isofs")
+# the root disk and the NoCloud seed are virtio disks, the root filesystem is
+# ext4 (the image build's), the seed is ISO 9660 (loaded here so the fast-boot
+# unit's mount needs no modprobe), and the NIC is virtio (its eth0 exists
+# before udev starts, for systemd-networkd). Those the kernel has built in
+# (ext4 in Debian's cloud kernel) are left out.
+MODULES = ("virtio_pci", "virtio_blk", "ext4", "virtio_net", "isofs")
 BUSYBOX = "bin/busybox"  # busybox-static, in the image's package list
 
 
@@ -75,17 +77,22 @@ def cpio_newc(entries: list[Entry]) -> bytes:
     return body + _member(0, Entry("TRAILER!!!", 0))
 
 
-def module_order(modules_dep: str, wanted: tuple[str, ...]) -> list[str]:
+def _module_name(path: str) -> str:
+    return Path(path).name.split(".ko")[0].replace("-", "_")
+
+
+def module_order(modules_dep: str, wanted: tuple[str, ...], builtin: str = "") -> list[str]:
     """The module files (paths relative to the modules directory) to load for ``wanted``,
-    each after the modules it depends on, each once. ``modules_dep`` is depmod's
-    ``modules.dep``; a wanted module that is built into the kernel is not in it
-    and is skipped by the caller's check, one missing altogether is an error."""
+    each after the modules it depends on, each once. ``modules_dep`` and ``builtin``
+    are depmod's ``modules.dep`` and ``modules.builtin``: a wanted module built
+    into the kernel needs no loading; one in neither file is an error."""
+    built_in = {_module_name(line) for line in builtin.split()}
     deps: dict[str, list[str]] = {}
     for line in modules_dep.splitlines():
         if ":" in line:
             module, _, needs = line.partition(":")
             deps[module.strip()] = needs.split()
-    by_name = {Path(m).name.split(".ko")[0].replace("-", "_"): m for m in deps}
+    by_name = {_module_name(m): m for m in deps}
     order: list[str] = []
 
     def visit(module: str) -> None:
@@ -97,9 +104,11 @@ def module_order(modules_dep: str, wanted: tuple[str, ...]) -> list[str]:
         order.append(module)
 
     for name in wanted:
+        if name in built_in:
+            continue
         if name not in by_name:
-            raise ImageError(f"kernel module {name!r} is not in modules.dep",
-                             hint="the lean initramfs needs a Debian kernel with virtio as modules")
+            raise ImageError(f"the image's kernel has no module {name!r}, built in or loadable",
+                             hint="the lean initramfs needs a kernel with virtio, ext4 and ISO 9660 support")
         visit(by_name[name])
     return order
 
@@ -108,7 +117,8 @@ def kernel_release(kernel: Path) -> str:
     """``6.1.0-50-cloud-amd64`` from ``vmlinuz-6.1.0-50-cloud-amd64``."""
     prefix = "vmlinuz-"
     if not kernel.name.startswith(prefix):
-        raise ImageError(f"cannot tell the kernel release from {kernel.name!r}")
+        raise ImageError(f"cannot tell the kernel release from {kernel.name!r}",
+                         hint="the built tree's /vmlinuz should point at boot/vmlinuz-RELEASE, as Debian's kernels do")
     return kernel.name[len(prefix):]
 
 
@@ -118,9 +128,15 @@ def lean_entries(rootfs: Path, release: str) -> list[Entry]:
     busybox = rootfs / BUSYBOX
     if not busybox.is_file():
         raise ImageError("the built tree has no /bin/busybox", hint="add busybox-static to the build's packages")
-    order = module_order((moddir / "modules.dep").read_text(), MODULES)
+    try:
+        order = module_order((moddir / "modules.dep").read_text(), MODULES,
+                             (moddir / "modules.builtin").read_text())
+    except OSError as e:
+        raise ImageError(f"cannot read the kernel's module lists in {moddir}: {e.strerror}",
+                         hint="the build's kernel package should have run depmod") from e
     if any(not m.endswith(".ko") for m in order):
-        raise ImageError("the lean initramfs loads modules with busybox insmod, which needs them uncompressed")
+        raise ImageError("the lean initramfs loads modules with busybox insmod, which needs them uncompressed",
+                         hint="use a kernel package whose modules are not compressed (Debian 12's are not)")
     names = [Path(m).name for m in order]
     return [
         directory("bin"), directory("dev"), directory("proc"), directory("sys"), directory("root"),

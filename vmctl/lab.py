@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from . import containers, labdata
 from .api import accelerator
 from .errors import ConfigError, VmctlError
-from .lifecycle import Timeline, up
+from .images import Cache
+from .lifecycle import Timeline, boot_for, up
 from .machine import Machine
 from .profiles import PROFILES, check_profile
 from .provision import CHECK_IMAGE
@@ -102,6 +103,9 @@ def run_lab(host: "Host", config: LabConfig, progress: Progress = NoProgress(), 
 
     ``command`` is recorded as the command line that reproduces the result.
     """
+    image = Cache().require(config.image)
+    for profile in config.profiles:  # an image a profile cannot boot fails here, not after the other boots
+        boot_for(image, MachineSpec("lab-check", image=config.image, profile=profile))
     accel = accelerator(progress)
     tag = secrets.token_hex(4)
     runs: list[dict[str, Any]] = []
@@ -112,7 +116,7 @@ def run_lab(host: "Host", config: LabConfig, progress: Progress = NoProgress(), 
             try:
                 run, seen = _one_run(host, config, profile, f"lab-{tag}-{profile}-{i}", _Labelled(progress, label))
             except VmctlError as e:  # one failed boot is a result too; the other runs still count
-                run, seen = {"profile": profile, "phases": {}, "error": str(e)}, {}
+                run, seen = {"profile": profile, "phases": {}, "error": str(e), "hint": e.hint}, {}
             runs.append({"run": i, **run})
             guest = seen or guest
     summ = labdata.summary(runs)

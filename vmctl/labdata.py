@@ -138,6 +138,7 @@ def table(result: dict[str, Any]) -> list[str]:
     for run in result.get("runs", []):
         if run.get("error"):
             lines.append(f"{run['profile']} run {run['run']} failed: {run['error']}")
+            lines.extend(f"  {line}" for line in (run.get("hint") or "").splitlines())
     for ratio, value in result.get("comparison", {}).items():
         lines.append(f"{ratio.replace('_', ' ')}: {value:.2f} (median boot to SSH)")
     lines.append("")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .api import accelerator
 from .boottest import boot_spec
-from .cloudinit import merge, parse_user_data, seed_data
+from .cloudinit import parse_user_data, seed_data
 from .disks import create_overlay
 from .errors import ConfigError, ImageError, VmctlError, WaitTimeout
 from .images import Cache, CachedImage
@@ -98,7 +98,8 @@ def up(
 ) -> Machine:
     """Create, boot and provision VM ``spec.name``; an identical existing VM is returned as it is."""
     image = Cache().require(spec.image)
-    extra = merge(profile(spec.profile).cloud_config, parse_user_data(spec.user_data))
+    boot_for(image, spec)  # an image the profile cannot boot is refused before anything starts
+    extra = profile(spec.profile).under(parse_user_data(spec.user_data))
     _check_against_host(host, spec)
     spec = replace(spec, user=spec.user or image.user)
     host.dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +171,7 @@ class _Run:
     def define(self, image: object, accel: str, extra: dict[str, object]) -> None:
         assert isinstance(image, CachedImage)
         spec, host = self.spec, self.host
-        boot = _boot(image, spec)  # before anything is made: an image may not support the profile
+        boot = boot_for(image, spec)
         user = spec.user or image.user
         mac, host_key = new_mac(), generate(f"vmctl-{spec.name}")
         record = Record(
@@ -237,7 +238,7 @@ class _Run:
         return PhaseError(self.spec.name, self.phase, waited, cause, console)
 
 
-def _boot(image: CachedImage, spec: MachineSpec) -> DiskBoot | KernelBoot:
+def boot_for(image: CachedImage, spec: MachineSpec) -> DiskBoot | KernelBoot:
     """The image's boot, with the profile's kernel arguments on a direct kernel boot."""
     boot = boot_spec(image, spec.boot)
     chosen = profile(spec.profile)

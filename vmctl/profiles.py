@@ -30,6 +30,11 @@ class Profile:
     cloud_config: dict[str, Any] = field(default_factory=dict)
     meta_data: dict[str, Any] = field(default_factory=dict)
 
+    def under(self, user_config: dict[str, Any]) -> dict[str, Any]:
+        """This profile's cloud-config with the user's own over it. A key the user
+        gives replaces the profile's whole: a module list given is the full list."""
+        return {**self.cloud_config, **user_config}
+
     def cmdline(self, base: str) -> str:
         """The image's kernel command line with this profile's arguments added."""
         return " ".join([base, *self.kernel_args]).strip()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pycdlib
 
 from .cloudinit import SeedData
+from .locks import replacing
+
+SEED_FILE_MODE = 0o100400  # a regular file, read by root only
 
 # ISO 9660 names are short and upper-case; Rock Ridge and Joliet carry the real ones.
 _ISO_NAMES = {
@@ -20,21 +22,21 @@ _ISO_NAMES = {
 
 
 def write_seed(data: SeedData, path: Path) -> Path:
-    """Write the seed to ``path`` (mode 0600: it holds the guest's private host key)."""
+    """Write the seed to ``path`` (mode 0600: it holds the guest's private host key).
+
+    Inside, every file is root's alone (Rock Ridge mode 0400): the host key is
+    in the user-data and in ``vmctl-host-key``, and a guest mounts the seed.
+    """
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
     for name, content in data.files().items():
         iso.add_fp(io.BytesIO(content), len(content), f"/{_ISO_NAMES[name]}",
-                   rr_name=name, joliet_path=f"/{name}")
-    tmp = path.with_suffix(".tmp")
+                   rr_name=name, joliet_path=f"/{name}", file_mode=SEED_FILE_MODE)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
+        with replacing(path, 0o600) as f:
             iso.write_fp(f)
-        tmp.replace(path)
     finally:
         iso.close()
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -120,5 +120,7 @@ def test_a_baked_image_is_stale_once_its_parent_changes(tmp_path: Path) -> None:
     assert cache.stale(baked) is None and cache.stale(cache.require("base")) is None
     publish("base", "c" * 64, "build")  # rebuilt
     assert cache.stale(baked) == "its parent base changed since it was baked"
+    publish("old-docker", "d" * 64, "bake", extra={"parent": "base"})  # baked before parent_sha256
+    assert cache.stale(cache.require("old-docker")) == "baked before vmctl recorded its parent's version"
     cache.remove("base")
     assert cache.stale(baked) == "its parent base is no longer cached"

@@ -84,6 +84,17 @@ def test_seed_iso_round_trips_with_cidata_label_and_private_mode(tmp_path: Path)
     with path.open("rb") as f:
         f.seek(16 * 2048 + 40)
         assert f.read(32).decode().strip() == "cidata"
+    # inside, each file is root's alone: a guest that mounts the seed does not show the key to others
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.open(str(path))
+    try:
+        for name in data.files():
+            record = iso.get_record(rr_path=f"/{name}")
+            assert record.rock_ridge.get_file_mode() == 0o100400, name
+    finally:
+        iso.close()
 
 
 def test_generated_keys_are_openssh_and_distinct() -> None:

@@ -12,7 +12,7 @@ from vmctl.images import CachedImage
 from vmctl.initramfs import (
     MODULES, chardev, cpio_newc, directory, kernel_release, lean_entries, module_order, regular,
 )
-from vmctl.lifecycle import _boot
+from vmctl.lifecycle import boot_for
 from vmctl.profiles import profile
 from vmctl.render import render
 from vmctl.spec import KernelBoot, MachineSpec
@@ -34,6 +34,7 @@ kernel/drivers/cdrom/cdrom.ko:
 kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko
 kernel/fs/xfs/xfs.ko: kernel/lib/libcrc32c.ko
 """
+MODULES_BUILTIN = "kernel/fs/ext4/ext4.ko\nkernel/fs/jbd2/jbd2.ko\n"
 
 
 def read_newc(data: bytes) -> list[tuple[str, int, bytes, tuple[int, int]]]:
@@ -68,7 +69,7 @@ def test_cpio_newc_round_trips_files_directories_and_devices() -> None:
 
 
 def test_module_order_loads_dependencies_first_and_each_once() -> None:
-    order = module_order(MODULES_DEP, MODULES)
+    order = module_order(MODULES_DEP, MODULES, MODULES_BUILTIN)
     names = [Path(m).stem for m in order]
     assert len(names) == len(set(names))
     assert set(names) == {"virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
@@ -76,8 +77,12 @@ def test_module_order_loads_dependencies_first_and_each_once() -> None:
     for module, needs in [("virtio_pci", "virtio"), ("virtio_blk", "virtio_ring"), ("virtio_net", "failover"),
                           ("net_failover", "failover"), ("isofs", "cdrom")]:
         assert names.index(needs) < names.index(module)
-    with pytest.raises(ImageError, match="'virtio_scsi' is not in modules.dep"):
+    with pytest.raises(ImageError, match="no module 'virtio_scsi', built in or loadable"):
         module_order(MODULES_DEP, ("virtio_scsi",))
+    with pytest.raises(ImageError, match="no module 'ext4'"):  # a kernel without ext4 at all
+        module_order(MODULES_DEP, MODULES, "")
+    # a kernel with virtio built in loads nothing for it
+    assert module_order(MODULES_DEP, ("virtio_blk",), "kernel/drivers/block/virtio_blk.ko\n") == []
 
 
 def fake_rootfs(root: Path, release: str = "6.1.0-50-cloud-amd64", suffix: str = ".ko") -> Path:
@@ -88,6 +93,7 @@ def fake_rootfs(root: Path, release: str = "6.1.0-50-cloud-amd64", suffix: str =
             module.parent.mkdir(parents=True, exist_ok=True)
             module.write_bytes(b"\x7fELF " + module.name.encode())
     (moddir / "modules.dep").write_text(MODULES_DEP.replace(".ko", suffix))
+    (moddir / "modules.builtin").write_text(MODULES_BUILTIN)
     (root / "bin").mkdir(parents=True)
     (root / "bin/busybox").write_bytes(b"\x7fELF busybox")
     return root
@@ -114,6 +120,11 @@ def test_lean_initramfs_refuses_a_tree_it_cannot_use(tmp_path: Path) -> None:
     assert kernel_release(Path("/boot/vmlinuz-6.1.0-50-cloud-amd64")) == "6.1.0-50-cloud-amd64"
     with pytest.raises(ImageError, match="kernel release"):
         kernel_release(Path("bzImage"))
+    (root / "bin/busybox").write_bytes(b"\x7fELF busybox")
+    (root / "lib/modules/6.1.0-50-cloud-amd64/modules.dep").unlink()
+    with pytest.raises(ImageError, match="cannot read the kernel's module lists") as e:
+        lean_entries(root, "6.1.0-50-cloud-amd64")
+    assert "depmod" in (e.value.hint or "")
 
 
 def test_the_init_script_is_valid_shell() -> None:
@@ -129,12 +140,12 @@ def image(lean: str | None) -> CachedImage:
 
 def test_the_fast_profile_boots_the_lean_initramfs_and_refuses_an_image_without_one() -> None:
     assert profile("fast").initrd == "lean" and profile("stock").initrd == "image"
-    boot = _boot(image("/lean"), MachineSpec("a", profile="fast"))
+    boot = boot_for(image("/lean"), MachineSpec("a", profile="fast"))
     assert isinstance(boot, KernelBoot) and boot.initrd == Path("/lean")
     args = boot.cmdline.split()
     assert args.index("rw") > args.index("ro")  # the last one counts, for the kernel and the lean init
-    stock = _boot(image("/lean"), MachineSpec("a", boot="kernel"))
+    stock = boot_for(image("/lean"), MachineSpec("a", boot="kernel"))
     assert isinstance(stock, KernelBoot) and stock.initrd == Path("/debian-initrd")
     with pytest.raises(ImageError, match="'old' predates the fast profile") as e:
-        _boot(image(None), MachineSpec("a", profile="fast"))
+        boot_for(image(None), MachineSpec("a", profile="fast"))
     assert "vmctl image build old" in (e.value.hint or "")

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from vmctl.cloudinit import merge
 from vmctl.errors import ConfigError
 from vmctl.lab import LabConfig
 from vmctl.labdata import (BOOT_TO_SSH, PHASES, cloud_init_blame, comparison, phases_of, seconds, stats,
@@ -142,8 +141,10 @@ def test_fast_profile_boots_the_kernel_and_trims_cloud_init() -> None:
     assert "users_groups" in fast.cloud_config["cloud_init_modules"]
     assert "ssh" not in fast.cloud_config["cloud_init_modules"]  # the key is in place before sshd
     assert profile("stock").cmdline("a b") == "a b" and not profile("stock").cloud_config
-    # the user's own cloud-config still wins over the profile's
-    assert merge(fast.cloud_config, {"cloud_final_modules": ["x"]})["cloud_final_modules"][-1] == "x"
+    # the user's own module list replaces the profile's (see lifecycle.up)
+    mine = fast.under({"cloud_final_modules": ["x"], "packages": ["htop"]})
+    assert mine["cloud_final_modules"] == ["x"] and mine["packages"] == ["htop"]
+    assert mine["cloud_init_modules"] == fast.cloud_config["cloud_init_modules"]
 
 
 def test_machine_spec_profile() -> None:
