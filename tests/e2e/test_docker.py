@@ -97,9 +97,14 @@ def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: 
     before = run_vmctl("ssh", DOCK, "--", "cat /etc/machine-id").stdout.strip()
     image = request.getfixturevalue("baked_image")  # bakes DOCK now, leaving it stopped
     assert image["source"] == "bake" and image["extra"]["parent"] == IMAGE
+    listed = {i["name"]: i for i in json.loads(run_vmctl("image", "ls", "--json").stdout)}
+    assert image["extra"]["parent_sha256"] == listed[IMAGE]["sha256"] and listed[BAKED_IMAGE]["stale"] is None
+    assert image["lean_initrd"]  # the fast profile can boot it
     assert json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["state"] == "shutoff"
     try:
-        vm = json.loads(run_vmctl("up", BAKED_VM, "--image", BAKED_IMAGE, "--docker", "--json").stdout)
+        # the fast profile: its early unit, not cloud-init, gives this new instance its keys
+        vm = json.loads(run_vmctl("up", BAKED_VM, "--image", BAKED_IMAGE, "--docker", "--profile", "fast",
+                                  "--json").stdout)
         print(f"\nDocker host from the baked image: {vm['timings']}")
         assert vm["timings"]["docker"] < dockerhost["timings"]["docker"]
         after = run_vmctl("ssh", BAKED_VM, "--", "cat /etc/machine-id").stdout.strip()
@@ -110,6 +115,10 @@ def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: 
             machine = host.get(BAKED_VM)
             key = machine.run("sudo cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
             assert key == machine.record.host_key.split()[:2]
+            stamp = machine.run("sudo cat /var/lib/vmctl/fast-boot-instance").stdout.strip()
+            assert stamp == machine.record.instance_id
+            log = machine.run("sudo journalctl -b -u vmctl-fast-boot -o cat").stdout
+            assert "Finished vmctl-fast-boot.service" in log and "cannot mount" not in log
             machine.close()
     finally:
         run_vmctl("down", BAKED_VM, check=False)

@@ -113,3 +113,26 @@ def test_bad_lab_input_is_refused_before_anything_boots(runtime: dict[str, Any],
     done = vmctl("lab", "boot", "--json", str(tmp_path / "missing/lab.json"), check=False)
     assert done.returncode == 1 and "not a writable directory" in done.stderr
     assert not [m for m in vmctl_json("ls") if m["name"].startswith("lab-")]
+
+
+def test_an_image_without_the_lean_initramfs_is_refused_up_front(runtime: dict[str, Any]) -> None:
+    """An image built before the fast profile's lean initramfs: its record, pointing at the
+    test image's disk, without one. Neither the lab nor up boots anything for it."""
+    from dataclasses import replace
+
+    from vmctl.images import Cache
+
+    from .conftest import IMAGE
+
+    cache = Cache()
+    old = replace(cache.require(IMAGE), name="e2e-old", lean_initrd=None)
+    cache.publish(old)
+    try:
+        for args in (("lab", "boot", "--profile", "stock", "--profile", "fast", "--image", "e2e-old"),
+                     ("up", "e2e-old-vm", "--image", "e2e-old", "--profile", "fast")):
+            done = vmctl(*args, check=False)
+            assert done.returncode == 1, done.stderr
+            assert "image 'e2e-old' predates the fast profile" in done.stderr and "vmctl image build" in done.stderr
+        assert not [m for m in vmctl_json("ls") if m["name"].startswith(("lab-", "e2e-old"))]
+    finally:
+        cache.file("e2e-old", "json").unlink()
