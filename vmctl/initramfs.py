@@ -14,9 +14,12 @@ reads the built tree.
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import ImageError
 from .render import render
@@ -134,18 +137,28 @@ def lean_entries(rootfs: Path, release: str) -> list[Entry]:
     except OSError as e:
         raise ImageError(f"cannot read the kernel's module lists in {moddir}: {e.strerror}",
                          hint="the build's kernel package should have run depmod") from e
-    if any(not m.endswith(".ko") for m in order):
-        raise ImageError("the lean initramfs loads modules with busybox insmod, which needs them uncompressed",
-                         hint="use a kernel package whose modules are not compressed (Debian 12's are not)")
-    names = [Path(m).name for m in order]
+    modules = [(Path(m).name.split(".ko")[0] + ".ko", _uncompressed(moddir / m)) for m in order]
+    names = [name for name, _ in modules]
     return [
         directory("bin"), directory("dev"), directory("proc"), directory("sys"), directory("root"),
         directory("modules"), chardev("dev/console", 5, 1),
         regular(BUSYBOX, busybox.read_bytes(), 0o755),
         regular("init", render("image/lean-init.sh.j2").encode(), 0o755),
         regular("modules/order", "".join(n + "\n" for n in names).encode()),
-        *(regular(f"modules/{n}", (moddir / m).read_bytes()) for n, m in zip(names, order)),
+        *(regular(f"modules/{name}", data) for name, data in modules),
     ]
+
+
+# busybox's insmod takes a module as it is; Debian compresses them from 13 on (xz)
+_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {".ko": bytes, ".ko.xz": lzma.decompress, ".ko.gz": gzip.decompress}
+
+
+def _uncompressed(module: Path) -> bytes:
+    suffix = module.name[module.name.index(".ko"):]
+    if suffix not in _DECOMPRESS:
+        raise ImageError(f"cannot unpack kernel module {module.name} for the lean initramfs",
+                         hint="modules compressed with xz or gzip (or not at all) are supported")
+    return _DECOMPRESS[suffix](module.read_bytes())
 
 
 def build_lean(rootfs: Path, kernel: Path, out: Path) -> Path:

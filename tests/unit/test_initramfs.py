@@ -86,12 +86,16 @@ def test_module_order_loads_dependencies_first_and_each_once() -> None:
 
 
 def fake_rootfs(root: Path, release: str = "6.1.0-50-cloud-amd64", suffix: str = ".ko") -> Path:
+    import gzip
+    import lzma
+
+    pack = {".ko": lambda b: b, ".ko.xz": lzma.compress, ".ko.gz": gzip.compress, ".ko.zst": lambda b: b}[suffix]
     moddir = root / "lib/modules" / release
     for line in MODULES_DEP.replace(".ko", suffix).splitlines():
         if ":" in line:
             module = moddir / line.partition(":")[0]
             module.parent.mkdir(parents=True, exist_ok=True)
-            module.write_bytes(b"\x7fELF " + module.name.encode())
+            module.write_bytes(pack(b"\x7fELF " + module.name.split(".ko")[0].encode() + b".ko"))
     (moddir / "modules.dep").write_text(MODULES_DEP.replace(".ko", suffix))
     (moddir / "modules.builtin").write_text(MODULES_BUILTIN)
     (root / "bin").mkdir(parents=True)
@@ -99,8 +103,10 @@ def fake_rootfs(root: Path, release: str = "6.1.0-50-cloud-amd64", suffix: str =
     return root
 
 
-def test_lean_initramfs_has_busybox_init_and_the_modules_in_load_order(tmp_path: Path) -> None:
-    members = {m[0]: m for m in read_newc(cpio_newc(lean_entries(fake_rootfs(tmp_path), "6.1.0-50-cloud-amd64")))}
+@pytest.mark.parametrize("suffix", [".ko", ".ko.xz", ".ko.gz"])
+def test_lean_initramfs_has_busybox_init_and_the_modules_in_load_order(tmp_path: Path, suffix: str) -> None:
+    rootfs = fake_rootfs(tmp_path, suffix=suffix)
+    members = {m[0]: m for m in read_newc(cpio_newc(lean_entries(rootfs, "6.1.0-50-cloud-amd64")))}
     assert members["init"][2].startswith(b"#!/bin/busybox sh\n") and members["init"][1] & 0o111
     assert members["bin/busybox"][2] == b"\x7fELF busybox"
     assert stat.S_ISCHR(members["dev/console"][1])
@@ -110,8 +116,9 @@ def test_lean_initramfs_has_busybox_init_and_the_modules_in_load_order(tmp_path:
 
 
 def test_lean_initramfs_refuses_a_tree_it_cannot_use(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match="uncompressed"):
-        lean_entries(fake_rootfs(tmp_path / "xz", suffix=".ko.xz"), "6.1.0-50-cloud-amd64")
+    with pytest.raises(ImageError, match=r"cannot unpack kernel module virtio\.ko\.zst") as e:
+        lean_entries(fake_rootfs(tmp_path / "zst", suffix=".ko.zst"), "6.1.0-50-cloud-amd64")
+    assert "xz or gzip" in (e.value.hint or "")
     root = fake_rootfs(tmp_path / "nobox")
     (root / "bin/busybox").unlink()
     with pytest.raises(ImageError, match="no /bin/busybox") as e:
