@@ -106,7 +106,6 @@ def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: 
         vm = json.loads(run_vmctl("up", BAKED_VM, "--image", BAKED_IMAGE, "--docker", "--profile", "fast",
                                   "--json").stdout)
         print(f"\nDocker host from the baked image: {vm['timings']}")
-        assert vm["timings"]["docker"] < dockerhost["timings"]["docker"]
         after = run_vmctl("ssh", BAKED_VM, "--", "cat /etc/machine-id").stdout.strip()
         assert after and after != before
         out = run_vmctl("ssh", BAKED_VM, "--", "docker run --rm --network none vmctl/busybox:latest hostname").stdout
@@ -117,8 +116,13 @@ def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: 
             assert key == machine.record.host_key.split()[:2]
             stamp = machine.run("sudo cat /var/lib/vmctl/fast-boot-instance").stdout.strip()
             assert stamp == machine.record.instance_id
-            log = machine.run("sudo journalctl -b -u vmctl-fast-boot -o cat").stdout
-            assert "Finished vmctl-fast-boot.service" in log and "cannot mount" not in log
+            # systemd's own record, not the journal: a unit this early can finish before
+            # journald is up, and its "Finished" line then reaches the journal without a unit
+            state = machine.run("systemctl show vmctl-fast-boot -p ActiveState -p Result -p ExecMainStatus").stdout
+            assert set(state.split()) == {"ActiveState=active", "Result=success", "ExecMainStatus=0"}
+            # Docker came with the image: its package predates this instance's first boot
+            older = machine.run("sudo test /var/lib/dpkg/info/docker.io.list -ot /var/lib/vmctl/fast-boot-instance")
+            assert older.rc == 0
             machine.close()
     finally:
         run_vmctl("down", BAKED_VM, check=False)
