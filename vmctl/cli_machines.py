@@ -19,7 +19,7 @@ from .keys import read_public_key
 from .machine import Machine
 from .progress import NoProgress, Progress
 from .progress_term import TerminalProgress
-from .profiles import PROFILES, profile
+from .profiles import PROFILES
 from .spec import MachineSpec
 from . import sshconfig
 
@@ -58,13 +58,9 @@ def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
             user_data = Path(opts["user_data"]).read_text()
         except OSError as e:
             raise ConfigError(f"cannot read user-data file {opts['user_data']}: {e.strerror}") from e
-    forced = profile(opts["profile"]).boot
-    if forced and opts["boot"] not in (None, forced):
-        raise ConfigError(f"--profile {opts['profile']} boots with --boot {forced}, not --boot {opts['boot']}",
-                          hint="drop --boot, or use --profile stock")
     return MachineSpec(
         name=name, image=opts["image"], cpus=opts["cpus"], memory_mib=opts["memory"],
-        disk_gib=opts["disk"], boot=opts["boot"] or "disk", network=opts["network"], user=opts["user"],
+        disk_gib=opts["disk"], boot=opts["boot"], network=opts["network"], user=opts["user"],
         ssh_keys=keys, user_data=user_data, docker=opts["docker"], profile=opts["profile"],
     )
 

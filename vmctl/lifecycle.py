@@ -240,7 +240,7 @@ class _Run:
 
 def boot_for(image: CachedImage, spec: MachineSpec) -> DiskBoot | KernelBoot:
     """The image's boot, with the profile's kernel arguments on a direct kernel boot."""
-    boot = boot_spec(image, spec.boot)
+    boot = boot_spec(image, spec.boot_mode)
     chosen = profile(spec.profile)
     if isinstance(boot, KernelBoot):
         boot = replace(boot, cmdline=chosen.cmdline(boot.cmdline))

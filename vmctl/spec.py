@@ -163,14 +163,14 @@ class MachineSpec:
     cpus: int = 2
     memory_mib: int = 1024
     disk_gib: int = 10
-    boot: BootMode = "disk"
+    boot: BootMode | None = None  # disk unless the profile says otherwise
     network: str = "vmctl"
     user: str | None = None
     ssh_keys: tuple[str, ...] = ()
     user_data: str = ""  # extra cloud-config, YAML text, merged into vmctl's
     docker: bool = False
     pool: str = ""  # the Swarm pool this VM belongs to, if any
-    profile: str = "stock"  # boot profile: stock, or fast (which implies boot="kernel")
+    profile: str = "stock"  # boot profile: stock, or fast (which boots the kernel directly)
 
     def __post_init__(self) -> None:
         from .profiles import profile
@@ -180,15 +180,24 @@ class MachineSpec:
         check_range(self.cpus, 1, MAX_CPUS, "vCPUs")
         check_range(self.memory_mib, MIN_MEMORY, MAX_MEMORY, "memory (MiB)")
         check_range(self.disk_gib, 1, 2048, "disk size (GiB)")
-        if self.boot not in ("disk", "kernel"):
+        if self.boot not in (None, "disk", "kernel"):
             raise ConfigError(f"invalid boot mode {self.boot!r}: use disk or kernel")
         NetworkChoice.parse(self.network)
         if self.user is not None:
             check_user(self.user)
         if self.pool:
             check_name(self.pool, "pool name")
-        if forced := profile(self.profile).boot:
-            object.__setattr__(self, "boot", forced)
+        forced = profile(self.profile).boot
+        if forced and self.boot not in (None, forced):
+            raise ConfigError(f"profile {self.profile!r} needs boot mode {forced!r}, not {self.boot!r}",
+                              hint="leave the boot mode (--boot) out, or use profile 'stock'")
+        object.__setattr__(self, "boot", self.boot or forced or "disk")
+
+    @property
+    def boot_mode(self) -> BootMode:
+        """``boot`` as settled at construction (from the profile, or disk)."""
+        assert self.boot is not None
+        return self.boot
 
     def to_dict(self) -> dict[str, object]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}

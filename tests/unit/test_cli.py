@@ -52,7 +52,7 @@ def test_an_error_is_one_line_plus_a_hint_and_exit_1(isolated: object) -> None:
 def test_up_refuses_a_boot_mode_the_profile_contradicts(isolated: object) -> None:
     result = CliRunner().invoke(main, ["up", "x", "--profile", "fast", "--boot", "disk"])
     assert result.exit_code == 1
-    assert "--profile fast boots with --boot kernel, not --boot disk" in result.output
+    assert "profile 'fast' needs boot mode 'kernel', not 'disk'" in result.output
 
 
 def test_lab_refuses_bad_input_before_booting(isolated: object, tmp_path: object) -> None:

@@ -153,6 +153,12 @@ def test_machine_spec_profile() -> None:
     with pytest.raises(ConfigError, match="unknown profile"):
         MachineSpec("a", profile="turbo")
     assert MachineSpec.from_dict({"name": "old", "boot": "disk"}).profile == "stock"  # records from before profiles
+    # the library refuses the contradiction the CLI refuses, instead of booting the kernel silently
+    with pytest.raises(ConfigError, match="profile 'fast' needs boot mode 'kernel', not 'disk'"):
+        MachineSpec("a", profile="fast", boot="disk")
+    assert MachineSpec("a", profile="fast", boot="kernel").boot == "kernel"
+    assert MachineSpec("a", boot="kernel").boot == "kernel"
+    assert MachineSpec.from_dict(MachineSpec("a", profile="fast").to_dict()) == MachineSpec("a", profile="fast")
 
 
 def test_phase_list_is_the_issue_s_order() -> None:
