@@ -165,9 +165,16 @@ class Hypervisor:
         self._call(self._domain(name).create, what=f"starting {name}")
 
     def destroy(self, name: str) -> None:
+        """Hard stop; a domain that is off, or goes off meanwhile, is left as it is."""
         dom = self._domain(name)
-        if dom.isActive():
-            self._call(dom.destroy, what=f"stopping {name}")
+        try:
+            if dom.isActive():
+                dom.destroy()
+        except libvirt.libvirtError as e:
+            # a guest that powered itself off between isActive() and destroy()
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not dom.isActive():
+                return
+            raise HypervisorError(f"stopping {name} failed: {_message(e)}") from e
 
     def undefine(self, name: str) -> None:
         flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 POLL = 0.2  # seconds between readiness checks: prompt, and cheap for the host
+UP_STATES = ("running", "blocked", "shutting-down")  # QEMU still there: a stop has something to do
 
 
 class Machine:
@@ -157,12 +158,15 @@ class Machine:
     def stop(self, timeout: float = 120, force: bool = False) -> None:
         """Power off: ACPI shutdown, then a hard stop after ``timeout`` seconds (or at once with force)."""
         self.close()
-        if self.state != "running":
+        state = self.state
+        if state not in UP_STATES:
             return
         if not force:
-            self.host.hv.shutdown(self.name)
+            if state != "shutting-down":
+                self.host.hv.shutdown(self.name)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.state == "running":
+            # "shutting-down" is the guest off and QEMU not yet gone: wait it out too
+            while time.monotonic() < deadline and self.state in UP_STATES:
                 time.sleep(0.5)
         self.host.hv.destroy(self.name)
 

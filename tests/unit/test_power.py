@@ -1,0 +1,53 @@
+"""Stopping a domain, against libvirt's in-memory test driver (test:///default)."""
+from typing import Any
+
+import libvirt
+import pytest
+
+from vmctl.errors import HypervisorError
+from vmctl.hypervisor import Hypervisor
+
+
+def test_destroy_stops_a_running_domain_and_then_does_nothing() -> None:
+    with Hypervisor("test:///default") as hv:
+        assert hv.state("test") == "running"  # the test driver's built-in domain
+        hv.destroy("test")
+        assert hv.state("test") == "shutoff"
+        hv.destroy("test")
+        assert hv.state("test") == "shutoff"
+
+
+class _Domain:
+    """A domain whose guest powers itself off between isActive() and destroy()."""
+
+    def __init__(self, code: int) -> None:
+        self.active = [True, False]
+        self.code = code
+
+    def isActive(self) -> bool:
+        return self.active.pop(0)
+
+    def destroy(self) -> None:
+        e = libvirt.libvirtError("domain is not running")
+        e.err = (self.code, 0, "Requested operation is not valid: domain is not running", 0, "", None, None, 0, 0)
+        raise e
+
+
+def _hv_with(dom: Any, monkeypatch: pytest.MonkeyPatch) -> Hypervisor:
+    hv = Hypervisor("test:///default")
+    monkeypatch.setattr(hv, "_domain", lambda name: dom)
+    return hv
+
+
+def test_destroy_of_a_domain_that_just_powered_off_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI saw `image bake` fail here: "stopping e2e-dock failed: ... domain is not running"
+    hv = _hv_with(_Domain(libvirt.VIR_ERR_OPERATION_INVALID), monkeypatch)
+    hv.destroy("racy")
+    hv.close()
+
+
+def test_destroy_reports_other_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    hv = _hv_with(_Domain(libvirt.VIR_ERR_INTERNAL_ERROR), monkeypatch)
+    with pytest.raises(HypervisorError, match="stopping racy failed: Requested operation is not valid"):
+        hv.destroy("racy")
+    hv.close()
