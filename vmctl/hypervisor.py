@@ -50,6 +50,14 @@ def _version(number: int) -> str:
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
 
+def _active(dom: "libvirt.virDomain") -> bool:
+    """Whether the domain runs; a transient one that stopped is gone, so not active."""
+    try:
+        return bool(dom.isActive())
+    except libvirt.libvirtError:
+        return False
+
+
 def _message(e: libvirt.libvirtError) -> str:
     return (e.get_error_message() or str(e)).strip()
 
@@ -172,7 +180,7 @@ class Hypervisor:
                 dom.destroy()
         except libvirt.libvirtError as e:
             # a guest that powered itself off between isActive() and destroy()
-            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not dom.isActive():
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not _active(dom):
                 return
             raise HypervisorError(f"stopping {name} failed: {_message(e)}") from e
 

@@ -46,6 +46,21 @@ def test_destroy_of_a_domain_that_just_powered_off_is_not_an_error(monkeypatch: 
     hv.close()
 
 
+class _TransientDomain(_Domain):
+    """A transient domain: once its guest powers off, libvirt forgets it."""
+
+    def isActive(self) -> bool:
+        if not self.active.pop(0):
+            raise libvirt.libvirtError("Domain not found")
+        return True
+
+
+def test_destroy_of_a_transient_domain_that_just_vanished_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    hv = _hv_with(_TransientDomain(libvirt.VIR_ERR_OPERATION_INVALID), monkeypatch)
+    hv.destroy("racy")
+    hv.close()
+
+
 def test_destroy_reports_other_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     hv = _hv_with(_Domain(libvirt.VIR_ERR_INTERNAL_ERROR), monkeypatch)
     with pytest.raises(HypervisorError, match="stopping racy failed: Requested operation is not valid"):
