@@ -5,61 +5,30 @@ Nothing here prints or exits; failures raise :class:`vmctl.VmctlError`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import build as _build
-from . import download as _download
-from .boottest import Boot, BootReport, boot_test
-from .errors import ImageError, RuntimeStateError
-from .hypervisor import Hypervisor
-from .images import Cache, CachedImage, definition
-from .locks import file_lock
-from .paths import state_dir
-from .progress import NoProgress, Progress
-from .render import network_xml, pool_xml
-from .runtime import Runtime, RuntimeStatus
-from .spec import NetworkSpec
+from .images import build as _build
+from .images import download as _download
+from .images.boottest import Boot, BootReport, boot_test
+from .errors import ImageError
+from .hypervisor.driver import Hypervisor
+from .images.catalog import Cache, CachedImage, definition
+from ._core.locks import file_lock
+from ._core.paths import machines_dir
+from ._core.progress import NoProgress, Progress
+from .hypervisor.accel import accelerator
+from .hypervisor.runtime import Runtime, RuntimeStatus, resolve_uri
+from .machines.host import prepare_host
 
 if TYPE_CHECKING:
-    from .host import Host
-
-SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
-DEFAULT_NETWORK = NetworkSpec()
-POOL = "vmctl"
-
-
-def machines_dir() -> Path:
-    return state_dir() / "machines"
-
-
-def resolve_uri(uri: str | None = None) -> str:
-    """``uri``, else ``$VMCTL_CONNECT``, else the private runtime, else the system libvirtd."""
-    if uri:
-        return uri
-    if env := os.environ.get("VMCTL_CONNECT"):
-        return env
-    runtime = Runtime()
-    if runtime.is_running():
-        return runtime.uri
-    if SYSTEM_SOCKET.exists():
-        return "qemu:///system"
-    raise RuntimeStateError("no libvirt daemon is running and vmctl's runtime is stopped")
-
+    from .machines.host import Host
 
 def connect(uri: str | None = None) -> "Host":
     """A :class:`~vmctl.host.Host` for ``uri`` (resolved as :func:`resolve_uri` does)."""
-    from .host import Host
+    from .machines.host import Host
 
     return Host(uri)
-
-
-def prepare_host(hv: Hypervisor, network: NetworkSpec = DEFAULT_NETWORK) -> None:
-    """Make sure the network and storage pool vmctl's VMs use exist and are active."""
-    machines_dir().mkdir(parents=True, exist_ok=True)
-    hv.ensure_network(network.name, network_xml(network))
-    hv.ensure_pool(POOL, pool_xml(POOL, str(machines_dir())))
 
 
 def hypervisor_start(progress: Progress = NoProgress()) -> RuntimeStatus:
@@ -112,16 +81,6 @@ def image_remove(name: str) -> list[Path]:
     cache.require(name)
     with file_lock(cache.lock_path(name)):
         return cache.remove(name)
-
-
-def accelerator(progress: Progress = NoProgress()) -> str:
-    """``kvm`` or ``tcg``: the cached verdict of ``vmctl doctor``, probing if there is none."""
-    from .accel import cached_verdict, decide
-
-    if (verdict := cached_verdict()) is None:
-        progress.phase("probing the accelerator (kvm, then tcg)")
-        verdict = decide()
-    return verdict.accel
 
 
 def image_test(

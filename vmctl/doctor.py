@@ -6,13 +6,16 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from . import accel as _accel
-from .api import DEFAULT_NETWORK, POOL, machines_dir, resolve_uri
+from .hypervisor import accel as _accel
+from .model.spec import DEFAULT_NETWORK
+from .machines.host import POOL
+from ._core.paths import machines_dir
+from .hypervisor.runtime import resolve_uri
 from .errors import VmctlError
-from .hypervisor import Hypervisor
-from .images import Cache
-from .progress import NoProgress, Progress
-from .runtime import Runtime
+from .hypervisor.driver import Hypervisor
+from .images.catalog import Cache
+from ._core.progress import NoProgress, Progress
+from .hypervisor.runtime import Runtime
 
 MIN_FREE_GIB = 5
 

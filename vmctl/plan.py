@@ -27,11 +27,11 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ConfigError, VmctlError
-from .host import Host
-from .keys import read_public_key
-from .pool import Pool, PoolSpec, members
-from .progress import NoProgress, Progress
-from .spec import MachineSpec
+from .machines.host import Host
+from .guest.keys import read_public_key
+from .swarm.pool import Pool, PoolSpec, members
+from ._core.progress import NoProgress, Progress
+from .model.spec import MachineSpec
 
 VM_KEYS: dict[str, tuple[type, str]] = {
     "image": (str, "image"), "cpus": (int, "cpus"), "memory": (int, "memory_mib"), "disk": (int, "disk_gib"),

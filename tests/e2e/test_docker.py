@@ -14,9 +14,9 @@ from typing import Any, Iterator
 import pytest
 
 import vmctl
-from vmctl.docker import client as docker_client
-from vmctl.guest import Endpoint, Guest
-from vmctl.keys import generate
+from vmctl.engine.client import client as docker_client
+from vmctl.guest.ssh import Endpoint, Guest
+from vmctl.guest.keys import generate
 
 from .conftest import BAKED_IMAGE, DOCK, IMAGE, vmctl as run_vmctl
 

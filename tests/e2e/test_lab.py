@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from vmctl.labdata import BOOT_TO_SSH, PHASES
+from vmctl.lab.data import BOOT_TO_SSH, PHASES
 
 from .conftest import BAKED_IMAGE, vmctl, vmctl_json
 
@@ -120,7 +120,7 @@ def test_an_image_without_the_lean_initramfs_is_refused_up_front(runtime: dict[s
     test image's disk, without one. Neither the lab nor up boots anything for it."""
     from dataclasses import replace
 
-    from vmctl.images import Cache
+    from vmctl.images.catalog import Cache
 
     from .conftest import IMAGE
 

@@ -14,8 +14,8 @@ from typing import Any, Iterator
 import pytest
 
 import vmctl
-from vmctl.guest import Endpoint, Guest
-from vmctl.keys import generate
+from vmctl.guest.ssh import Endpoint, Guest
+from vmctl.guest.keys import generate
 
 from .conftest import IMAGE, VMCTL, vmctl as run_vmctl
 

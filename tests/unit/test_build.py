@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from vmctl.build import PART_START, configure_rootfs, mbr, mmdebstrap_argv
+from vmctl.images.build import PART_START, configure_rootfs, mbr, mmdebstrap_argv
 from vmctl.errors import ImageError
-from vmctl.images import Build
+from vmctl.images.catalog import Build
 
 RECIPE = Build(
     suite="bookworm", mirror="http://mirror.invalid/debian", packages=("a", "b"),
@@ -83,7 +83,7 @@ def test_the_image_carries_the_fast_profile_units_inert(tmp_path: Path) -> None:
 
 
 def test_the_recipe_digest_follows_the_templates_the_build_installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vmctl.images as images
+    import vmctl.images.catalog as images
 
     (tmp_path / "image").mkdir()
     (tmp_path / "image/a.j2").write_text("one")
@@ -94,7 +94,7 @@ def test_the_recipe_digest_follows_the_templates_the_build_installs(tmp_path: Pa
 
 
 def test_the_recipe_digest_follows_the_build_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vmctl.images as images
+    import vmctl.images.catalog as images
 
     (tmp_path / "build.py").write_text("v1")
     monkeypatch.setattr(images, "BUILD_CODE", (tmp_path / "build.py",))
@@ -104,7 +104,7 @@ def test_the_recipe_digest_follows_the_build_code(tmp_path: Path, monkeypatch: p
 
 
 def test_a_baked_image_is_stale_once_its_parent_changes(tmp_path: Path) -> None:
-    from vmctl.images import Cache, new_record
+    from vmctl.images.catalog import Cache, new_record
 
     cache = Cache(tmp_path)
     cache.root.mkdir()

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vmctl.cloudinit import merge, parse_user_data, seed_data
+from vmctl.guest.cloudinit import merge, parse_user_data, seed_data
 from vmctl.errors import ConfigError
-from vmctl.keys import KeyPair, check_public_key, fingerprint, generate, read_public_key
-from vmctl.seed import read_seed, write_seed
+from vmctl.guest.keys import KeyPair, check_public_key, fingerprint, generate, read_public_key
+from vmctl.guest.seed import read_seed, write_seed
 
 KEY = KeyPair("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n",
               "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== host")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from vmctl.containers import tar_kind
-from vmctl.debs import Deb, parse_simulation
+from vmctl.engine.containers import tar_kind
+from vmctl.engine.debs import Deb, parse_simulation
 from vmctl.errors import ConfigError
-from vmctl.provision import METHODS, PACKAGES, daemon_json, steps
-from vmctl.render import render
+from vmctl.engine.install import METHODS, PACKAGES, daemon_json, steps
+from vmctl._core.render import render
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -83,7 +83,7 @@ def test_tar_kinds(tmp_path: Path) -> None:
 
 
 def test_ssh_include_is_added_once_and_stale_ones_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vmctl import sshconfig
+    from vmctl.machines import sshconfig
 
     monkeypatch.setenv("VMCTL_STATE_DIR", str(tmp_path / "state"))
     sshconfig.config_dir().mkdir(parents=True)

@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 
 import vmctl
-from vmctl.download import parse_checksums
+from vmctl.images.download import parse_checksums
 
 from .httpserver import ImageServer, Served
 

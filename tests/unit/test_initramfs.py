@@ -8,14 +8,12 @@ from pathlib import Path
 import pytest
 
 from vmctl.errors import ImageError
-from vmctl.images import CachedImage
-from vmctl.initramfs import (
-    MODULES, chardev, cpio_newc, directory, kernel_release, lean_entries, module_order, regular,
-)
-from vmctl.lifecycle import boot_for
-from vmctl.profiles import profile
-from vmctl.render import render
-from vmctl.spec import KernelBoot, MachineSpec
+from vmctl.images.catalog import CachedImage
+from vmctl.images.initramfs import MODULES, chardev, cpio_newc, directory, kernel_release, lean_entries, module_order, regular
+from vmctl.machines.lifecycle import boot_for
+from vmctl.model.profiles import profile
+from vmctl._core.render import render
+from vmctl.model.spec import KernelBoot, MachineSpec
 
 # Lines from Debian 12's 6.1 cloud kernel's modules.dep.
 MODULES_DEP = """\

@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 
 from vmctl.errors import ConfigError
-from vmctl.lab import LabConfig
-from vmctl.labdata import (BOOT_TO_SSH, PHASES, cloud_init_blame, comparison, phases_of, seconds, stats,
-                           summary, systemd_blame, systemd_time, table)
-from vmctl.profiles import profile
-from vmctl.spec import MachineSpec
+from vmctl.lab.run import LabConfig
+from vmctl.lab.data import BOOT_TO_SSH, PHASES, cloud_init_blame, comparison, phases_of, seconds, stats, summary, systemd_blame, systemd_time, table
+from vmctl.model.profiles import profile
+from vmctl.model.spec import MachineSpec
 
 
 def test_stats_nearest_rank() -> None:
@@ -98,7 +97,7 @@ def test_a_failed_run_is_reported_and_left_out_of_the_statistics() -> None:
 
 
 def test_plot_refuses_what_is_not_a_lab_result() -> None:
-    from vmctl.labplot import check_result
+    from vmctl.lab.plot import check_result
 
     with pytest.raises(ConfigError, match="x.json is not a result of 'vmctl lab boot' \\(no accel, summary"):
         check_result({"config": {}, "containers": {}}, "x.json")
@@ -107,7 +106,7 @@ def test_plot_refuses_what_is_not_a_lab_result() -> None:
 
 
 def test_plot_is_a_png_and_refuses_mixed_accelerators() -> None:
-    from vmctl.labplot import plot
+    from vmctl.lab.plot import plot
 
     runs = [_run("stock", 51.0), _run("fast", 26.0)]
     result = {"accel": "tcg", "config": {"runs": 1}, "summary": summary(runs), "warm": {"summary": stats([3.0])},

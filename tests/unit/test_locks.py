@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vmctl.locks import replacing
+from vmctl._core.locks import replacing
 
 
 def test_replacing_shows_the_old_file_or_the_whole_new_one(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from vmctl.errors import ConfigError, VmctlError
 from vmctl.plan import load
-from vmctl.pool import PoolError, PoolSpec, _check, each, index_of
+from vmctl.errors import PoolError
+from vmctl.swarm.pool import PoolSpec, _check, each, index_of
 
 
 def test_each_returns_a_result_or_the_exception_per_node() -> None:

@@ -5,7 +5,7 @@ import libvirt
 import pytest
 
 from vmctl.errors import HypervisorError
-from vmctl.hypervisor import Hypervisor
+from vmctl.hypervisor.driver import Hypervisor
 
 
 def test_destroy_stops_a_running_domain_and_then_does_nothing() -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from vmctl.render import METADATA_NS, domain_xml, network_xml, pool_xml
-from vmctl.spec import DiskBoot, DomainSpec, KernelBoot, NetworkChoice, NetworkSpec
+from vmctl.model.record import METADATA_NS
+from vmctl.hypervisor.xml import domain_xml, network_xml, pool_xml
+from vmctl.model.spec import DiskBoot, DomainSpec, KernelBoot, NetworkChoice, NetworkSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("VMCTL_UPDATE_GOLDEN") == "1"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vmctl.errors import ConfigError
-from vmctl.spec import DomainSpec, NetworkSpec, check_name
+from vmctl.model.spec import DomainSpec, NetworkSpec, check_name
 
 
 @pytest.mark.parametrize("name", ["a", "web-1", "x" * 63, "0node"])
@@ -42,7 +42,7 @@ def test_domain_ranges(field: str, value: int) -> None:
         DomainSpec(name="a", disk=Path("/d"), serial_log=Path("/s"), **{field: value})  # type: ignore[arg-type]
 
 
-from vmctl.spec import MachineSpec, NetworkChoice  # noqa: E402
+from vmctl.model.spec import MachineSpec, NetworkChoice  # noqa: E402
 
 
 @pytest.mark.parametrize(

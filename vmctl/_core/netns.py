@@ -1,0 +1,51 @@
+"""Sockets inside a network namespace, opened from the root namespace.
+
+A thread that calls ``setns(2)`` on ``/run/netns/NAME`` moves into that
+namespace alone; a socket it opens stays in the namespace and can be used
+from any thread. Each connection gets a fresh short-lived thread, so no
+thread of the caller's ever changes namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import threading
+from pathlib import Path
+
+from ..errors import HypervisorError
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _enter(netns: str) -> None:
+    fd = os.open(Path("/run/netns", netns), os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise HypervisorError(f"cannot enter network namespace {netns}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def connect(host: str, port: int, timeout: float, netns: str | None = None) -> socket.socket:
+    """A TCP connection to ``host:port``, made inside ``netns`` when given."""
+    if netns is None:
+        return socket.create_connection((host, port), timeout=timeout)
+    result: list[socket.socket | BaseException] = []
+
+    def work() -> None:
+        try:
+            _enter(netns)
+            result.append(socket.create_connection((host, port), timeout=timeout))
+        except BaseException as e:  # handed to the caller's thread below
+            result.append(e)
+
+    thread = threading.Thread(target=work, name=f"netns-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]

@@ -1,0 +1,388 @@
+"""``vmctl up|ls|inspect|ssh|cp|console|stop|start|restart|down``: VMs from the command line."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ..errors import ConfigError, VmctlError
+from ..machines.host import Host
+from ..guest.keys import read_public_key
+from ..machines.machine import Machine
+from .._core.progress import NoProgress, Progress
+from .progress import TerminalProgress
+from ..model.profiles import PROFILES
+from ..model.spec import MachineSpec
+from ..machines import sshconfig
+
+
+def _host(ctx: click.Context) -> Host:
+    return Host(ctx.obj["connect"])
+
+
+def _names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    try:
+        with Host(ctx.find_root().params.get("connect")) as host:
+            return [n for n in host.hv.domains() if n.startswith(incomplete)]
+    except VmctlError:
+        return []
+
+
+class LineProgress:
+    """Progress of several VMs at once: one line per phase, prefixed with the VM's name."""
+
+    def __init__(self, name: str, started: float, lock: threading.Lock) -> None:
+        self.name, self.started, self.lock = name, started, lock
+
+    def phase(self, name: str) -> None:
+        with self.lock:
+            click.echo(f"[{time.monotonic() - self.started:6.1f}s] {self.name}: {name}", err=True)
+
+    def advance(self, done: int, total: int | None = None) -> None:
+        pass
+
+
+def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
+    keys = tuple(read_public_key(Path(p)) for p in opts["ssh_key"])
+    user_data = ""
+    if opts["user_data"]:
+        try:
+            user_data = Path(opts["user_data"]).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read user-data file {opts['user_data']}: {e.strerror}") from e
+    return MachineSpec(
+        name=name, image=opts["image"], cpus=opts["cpus"], memory_mib=opts["memory"],
+        disk_gib=opts["disk"], boot=opts["boot"], network=opts["network"], user=opts["user"],
+        ssh_keys=keys, user_data=user_data, docker=opts["docker"], profile=opts["profile"],
+    )
+
+
+def _up_one(uri: str | None, spec: MachineSpec, progress: Progress, keep: bool) -> dict[str, Any]:
+    with Host(uri) as host:
+        machine = host.up(spec, progress=progress, keep_on_failure=keep)
+        data = machine.to_dict()
+        machine.close()
+        return data
+
+
+def _summary(data: dict[str, Any]) -> str:
+    took = data["timings"].get("total")
+    return (f"{data['name']} is up: {data['ip']} (user {data['user']}"
+            + (f", {took:.0f}s" if took else "") + f")\n  log in: vmctl ssh {data['name']}")
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--image", default="debian-12", show_default=True, help="Base image (see 'vmctl image ls').")
+@click.option("--cpus", type=int, default=2, show_default=True, help="vCPUs.")
+@click.option("--memory", type=int, default=1024, show_default=True, help="Memory in MiB.")
+@click.option("--disk", type=int, default=10, show_default=True, help="Disk size in GiB (grown at first boot).")
+@click.option("--boot", type=click.Choice(["disk", "kernel"]), default=None,
+              help="Firmware + the image's boot loader (default), or direct kernel boot.")
+@click.option("--profile", type=click.Choice(PROFILES), default="stock", show_default=True,
+              help="Boot profile: the image as it is, or tuned for boot time (direct kernel boot; see docs/lab.md).")
+@click.option("--network", default="vmctl", show_default=True,
+              help="NAME or network:NAME (libvirt network), bridge:BRIDGE, or user.")
+@click.option("--user", default=None, help="Login user (default: the image's).")
+@click.option("--user-data", type=click.Path(dir_okay=False), help="Extra cloud-config merged into vmctl's.")
+@click.option("--ssh-key", multiple=True, type=click.Path(dir_okay=False),
+              help="A public key file to authorise as well (repeatable).")
+@click.option("--docker", is_flag=True, help="Install Docker Engine (a baked image makes this a quick check).")
+@click.option("--keep-on-failure", is_flag=True, help="Leave a failed VM in place to inspect it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the VM (a list for several) as JSON.")
+@click.pass_context
+def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_json: bool, **opts: Any) -> None:
+    """Create VMs, boot them, and wait until they can be logged into.
+
+    Several names are created in parallel. A VM that already exists with the
+    same spec is returned as it is; with a different spec it is an error.
+
+    \b
+    Examples:
+      vmctl up web
+      vmctl up a b c --cpus 1 --memory 768
+      vmctl up dev --ssh-key ~/.ssh/id_ed25519.pub --user-data extra.yaml --json
+      vmctl up dockerhost --docker
+      vmctl up quick --profile fast   # direct kernel boot, trimmed cloud-init
+    """
+    specs = [_spec(name, opts) for name in names]  # every input checked before anything is made
+    uri = ctx.obj["connect"]
+    if len(specs) == 1:
+        from . import _progress
+
+        with _progress(as_json) as progress:
+            results: list[dict[str, Any] | VmctlError] = [_up_one(uri, specs[0], progress, keep_on_failure)]
+    else:
+        results = _up_many(uri, specs, as_json, keep_on_failure)
+    _report_up(results, names, as_json)
+
+
+def _up_many(uri: str | None, specs: list[MachineSpec], quiet: bool, keep: bool) -> list[dict[str, Any] | VmctlError]:
+    lock, started = threading.Lock(), time.monotonic()
+
+    def one(spec: MachineSpec) -> dict[str, Any] | VmctlError:
+        progress = NoProgress() if quiet else LineProgress(spec.name, started, lock)
+        try:
+            return _up_one(uri, spec, progress, keep)
+        except VmctlError as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+        return list(pool.map(one, specs))
+
+
+def _report_up(results: list[dict[str, Any] | VmctlError], names: tuple[str, ...], as_json: bool) -> None:
+    failed = [(n, r) for n, r in zip(names, results) if isinstance(r, VmctlError)]
+    done = [r for r in results if not isinstance(r, VmctlError)]
+    if as_json:
+        from . import _emit_json
+
+        _emit_json(done[0] if len(names) == 1 and done else done)
+    else:
+        for data in done:
+            click.echo(_summary(data))
+    for name, error in failed:
+        click.echo(f"error: {error.message}", err=True)
+        if error.hint:
+            click.echo(f"hint: {error.hint}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@click.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def ls(ctx: click.Context, as_json: bool) -> None:
+    """List vmctl's VMs with their state and address.
+
+    \b
+    Example:
+      vmctl ls --json
+    """
+    from . import _emit_json
+
+    with _host(ctx) as host:
+        rows = [{"name": m.name, "state": m.state, "ip": m.ip, "user": m.user, "image": m.spec.image,
+                 "cpus": m.spec.cpus, "memory_mib": m.spec.memory_mib} for m in host.list()]
+    if as_json:
+        _emit_json(rows)
+        return
+    click.echo(f"{'NAME':<20} {'STATE':<10} {'IP':<16} {'USER':<10} IMAGE")
+    for r in rows:
+        click.echo(f"{r['name']:<20} {r['state']:<10} {r['ip'] or '-':<16} {r['user']:<10} {r['image']}")
+
+
+@click.command()
+@click.argument("name", shell_complete=_names)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def inspect(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Everything vmctl knows about a VM: state, address, keys, spec, timings.
+
+    \b
+    Example:
+      vmctl inspect web --json
+    """
+    from . import _emit_json
+
+    with _host(ctx) as host:
+        data = host.get(name).to_dict()
+    if as_json:
+        _emit_json(data)
+        return
+    for key, value in data.items():
+        click.echo(f"{key + ':':<22} {value}")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name", shell_complete=_names)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds CMD may run.")
+@click.pass_context
+def ssh(ctx: click.Context, name: str, command: tuple[str, ...], timeout: float) -> None:
+    """Log into a VM, or run CMD in it and exit with CMD's exit code.
+
+    The guest's host key is pinned: any other key is refused.
+
+    \b
+    Examples:
+      vmctl ssh web
+      vmctl ssh web -- uname -a
+      vmctl ssh web -- 'df -h / && free -m'
+    """
+    with _host(ctx) as host:
+        machine = host.get(name)
+        if not command:
+            argv = sshconfig.ssh_argv(machine, [])
+            os.execvp(argv[0], argv)
+        result = machine.run(command[0] if len(command) == 1 else shlex.join(command), timeout=timeout)
+        machine.close()
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    sys.exit(result.rc)
+
+
+def _split(arg: str) -> tuple[str | None, str]:
+    name, sep, path = arg.partition(":")
+    if sep and "/" not in name and name:
+        return name, path
+    return None, arg
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dst")
+@click.pass_context
+def cp(ctx: click.Context, src: str, dst: str) -> None:
+    """Copy a file between the host and a VM (NAME:PATH on one side).
+
+    \b
+    Examples:
+      vmctl cp app.tar web:/tmp/app.tar
+      vmctl cp web:/var/log/syslog ./syslog
+    """
+    (src_vm, src_path), (dst_vm, dst_path) = _split(src), _split(dst)
+    if (src_vm is None) == (dst_vm is None):
+        raise ConfigError("exactly one of SRC and DST must be NAME:PATH", hint="vmctl cp file.txt web:/tmp/")
+    with _host(ctx) as host:
+        machine = host.get(src_vm or dst_vm or "")
+        if dst_vm:
+            local = Path(src_path)
+            if not local.is_file():
+                raise ConfigError(f"{local} is not a file")
+            remote = dst_path + local.name if dst_path.endswith("/") else dst_path
+            machine.put(local, remote)
+        else:
+            target = Path(dst_path)
+            machine.get(src_path, target / Path(src_path).name if target.is_dir() else target)
+        machine.close()
+
+
+@click.command()
+@click.argument("name", shell_complete=_names)
+@click.option("--lines", "-n", type=int, default=None, help="Only the last N lines.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the console writes.")
+@click.pass_context
+def console(ctx: click.Context, name: str, lines: int | None, follow: bool) -> None:
+    """Print a VM's serial console log.
+
+    \b
+    Examples:
+      vmctl console web -n 20
+      vmctl console web -f
+    """
+    with _host(ctx) as host:
+        machine = host.get(name)
+        text = machine.console(lines)
+        click.echo(text, nl=not text.endswith("\n"))
+        path = Path(machine.record.serial_log)
+    if follow:
+        _follow(path)
+
+
+def _follow(path: Path) -> None:
+    with path.open(errors="replace") as f:
+        f.seek(0, os.SEEK_END)
+        while True:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+            time.sleep(0.3)
+
+
+def _each(ctx: click.Context, names: tuple[str, ...], label: str, fn: Callable[[Machine], object]) -> None:
+    with _host(ctx) as host:
+        for name in names:
+            with TerminalProgress() as progress:
+                progress.phase(f"{label} {name}")
+                fn(host.get(name))
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True, shell_complete=_names)
+@click.option("--force", is_flag=True, help="Power off at once instead of an ACPI shutdown.")
+@click.option("--timeout", type=float, default=120, show_default=True, help="Seconds to wait for a clean shutdown.")
+@click.pass_context
+def stop(ctx: click.Context, names: tuple[str, ...], force: bool, timeout: float) -> None:
+    """Shut VMs down (ACPI, then a hard stop after --timeout).
+
+    \b
+    Example:
+      vmctl stop web db
+    """
+    _each(ctx, names, "stopping", lambda m: m.stop(timeout=timeout, force=force))
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True, shell_complete=_names)
+@click.pass_context
+def start(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Start stopped VMs and wait until SSH answers.
+
+    \b
+    Example:
+      vmctl start web
+    """
+    _each(ctx, names, "starting", lambda m: m.start())
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True, shell_complete=_names)
+@click.pass_context
+def restart(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Shut VMs down and start them again, waiting for SSH.
+
+    \b
+    Example:
+      vmctl restart web
+    """
+    _each(ctx, names, "restarting", lambda m: m.restart())
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True, shell_complete=_names)
+@click.pass_context
+def down(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Destroy VMs: stop, undefine, delete disk, seed, log and keys.
+
+    \b
+    Example:
+      vmctl down web db
+    """
+    with _host(ctx) as host:
+        for name in names:
+            if not host.destroy(name):
+                raise ConfigError(f"no VM named {name!r} on {host.uri}", hint="'vmctl ls' lists the VMs")
+            click.echo(f"removed {name}")
+
+
+@click.command("netns-proxy", hidden=True)
+@click.argument("netns")
+@click.argument("host")
+@click.argument("port", type=int)
+def netns_proxy(netns: str, host: str, port: int) -> None:
+    """Pipe stdin/stdout to HOST:PORT inside NETNS (an OpenSSH ProxyCommand)."""
+    from .._core import netns as _netns
+
+    sock = _netns.connect(host, port, 15, netns)
+
+    def upstream() -> None:
+        while data := os.read(0, 65536):
+            sock.sendall(data)
+        sock.shutdown(1)
+
+    threading.Thread(target=upstream, daemon=True).start()
+    while data := sock.recv(65536):
+        os.write(1, data)
+
+
+COMMANDS = [up, ls, inspect, ssh, cp, console, stop, start, restart, down, netns_proxy]

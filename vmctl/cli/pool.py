@@ -1,0 +1,210 @@
+"""``vmctl pool ...``, ``vmctl apply`` and ``vmctl destroy``: Swarm pools and plan files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..plan import Outcome
+
+
+def _emit(data: Any) -> None:
+    from . import _emit_json
+
+    _emit_json(data)
+
+
+def _pool(ctx: click.Context, name: str, progress: Any = None) -> Any:
+    from ..swarm.pool import Pool
+    from .._core.progress import NoProgress
+
+    return Pool(ctx.obj["connect"], name, progress or NoProgress())
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    click.echo(f"pool {status['name']}: {status['size']} node(s)")
+    click.echo(f"  {'NODE':<20} {'VM':<9} {'IP':<16} {'ROLE':<8} {'MANAGER':<10} {'AVAIL':<7} {'STATUS':<8} ENGINE")
+    for n in status["nodes"]:
+        click.echo(f"  {n['name']:<20} {n['vm_state']:<9} {n['ip'] or '-':<16} {n['role'] or '-':<8} "
+                   f"{n['manager_status'] or '-':<10} {n['availability'] or '-':<7} {n['status']:<8} {n['engine'] or '-'}")
+
+
+@click.group("pool")
+def pool_group() -> None:
+    """Docker Swarm host pools: VMs as Docker hosts, joined into one swarm.
+
+    \b
+    Examples:
+      vmctl pool up swarm --size 3 --managers 1
+      vmctl pool status swarm
+      eval "$(vmctl pool env swarm)" && docker node ls
+      vmctl pool scale swarm --size 2
+      vmctl pool down swarm
+    """
+
+
+@pool_group.command("up")
+@click.argument("name")
+@click.option("--size", type=int, default=2, show_default=True, help="Number of nodes.")
+@click.option("--managers", type=int, default=1, show_default=True, help="How many of them are managers.")
+@click.option("--image", default="debian-12", show_default=True,
+              help="Base image; IMAGE-docker is used instead when such a baked image exists.")
+@click.option("--cpus", type=int, default=2, show_default=True)
+@click.option("--memory", type=int, default=1024, show_default=True, help="MiB per node.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pool status as JSON.")
+@click.pass_context
+def up(ctx: click.Context, name: str, size: int, managers: int, image: str, cpus: int, memory: int, as_json: bool) -> None:
+    """Create a pool (in parallel), init Swarm on the first manager, join and label the rest.
+
+    Re-running converges: existing nodes are kept, missing ones made and joined.
+
+    \b
+    Example:
+      vmctl pool up swarm --size 2
+    """
+    from . import _progress
+    from ..swarm.pool import PoolSpec
+
+    spec = PoolSpec(name, size, managers, image, cpus, memory)
+    with _progress(as_json) as progress:
+        status = _pool(ctx, name, progress).up(spec)
+    _emit(status.to_dict()) if as_json else _print_status(status.to_dict())
+
+
+@pool_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ls(ctx: click.Context, as_json: bool) -> None:
+    """List pools and their nodes.
+
+    \b
+    Example:
+      vmctl pool ls --json
+    """
+    from ..swarm.pool import pools
+
+    found = pools(ctx.obj["connect"])
+    if as_json:
+        _emit([{"name": k, "size": len(v), "nodes": v} for k, v in found.items()])
+        return
+    click.echo(f"{'POOL':<20} {'SIZE':>4}  NODES")
+    for name, nodes in found.items():
+        click.echo(f"{name:<20} {len(nodes):>4}  {' '.join(nodes)}")
+
+
+@pool_group.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a 'nodes' list).")
+@click.pass_context
+def status(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Every node: VM state, Swarm role, availability, reachability, engine version.
+
+    \b
+    Example:
+      vmctl pool status swarm --json | jq '.nodes[] | {name, role, status}'
+    """
+    result = _pool(ctx, name).status().to_dict()
+    _emit(result) if as_json else _print_status(result)
+
+
+@pool_group.command("env")
+@click.argument("name")
+@click.pass_context
+def env(ctx: click.Context, name: str) -> None:
+    """Print DOCKER_HOST of a reachable manager (eval it).
+
+    \b
+    Example:
+      eval "$(vmctl pool env swarm)" && docker service ls
+    """
+    from ..machines import sshconfig
+    from ..machines.host import Host
+
+    with Host(ctx.obj["connect"]) as host:
+        manager = _pool(ctx, name).manager(host)
+        sshconfig.write_entry(manager)
+        sshconfig.ensure_include()
+        click.echo(f"export DOCKER_HOST=ssh://{sshconfig.alias(manager)}")
+        manager.close()
+
+
+@pool_group.command("scale")
+@click.argument("name")
+@click.option("--size", type=int, required=True, help="The new number of nodes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pool status as JSON.")
+@click.pass_context
+def scale(ctx: click.Context, name: str, size: int, as_json: bool) -> None:
+    """Grow (create and join) or shrink (drain, leave, remove, destroy) a pool.
+
+    \b
+    Example:
+      vmctl pool scale swarm --size 3
+    """
+    from . import _progress
+
+    with _progress(as_json) as progress:
+        result = _pool(ctx, name, progress).scale(size).to_dict()
+    _emit(result) if as_json else _print_status(result)
+
+
+@pool_group.command("down")
+@click.argument("name")
+@click.pass_context
+def down(ctx: click.Context, name: str) -> None:
+    """Destroy every VM of the pool (disks, seeds, libvirt domains).
+
+    \b
+    Example:
+      vmctl pool down swarm
+    """
+    for node in _pool(ctx, name).down():
+        click.echo(f"removed {node}")
+
+
+def _report(outcomes: list[Outcome], as_json: bool) -> None:
+    if as_json:
+        _emit([o.to_dict() for o in outcomes])
+    else:
+        for o in outcomes:
+            click.echo(f"{o.kind:<5} {o.name:<20} {o.action:<10} {o.detail}")
+    if any(o.action == "failed" for o in outcomes):
+        sys.exit(1)
+
+
+@click.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print what happened to each item as JSON.")
+@click.pass_context
+def apply(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Converge to a plan: create what is missing, leave what matches, report what differs.
+
+    \b
+    Example:
+      vmctl apply plan.yaml
+    """
+    from . import _progress
+    from ..plan import apply as do_apply, load
+
+    plan = load(file)
+    with _progress(as_json) as progress:
+        outcomes = do_apply(plan, ctx.obj["connect"], progress)
+    _report(outcomes, as_json)
+
+
+@click.command("destroy")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print what happened to each item as JSON.")
+@click.pass_context
+def destroy(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Remove every VM and pool a plan declares.
+
+    \b
+    Example:
+      vmctl destroy plan.yaml
+    """
+    from ..plan import destroy as do_destroy, load
+
+    _report(do_destroy(load(file), ctx.obj["connect"]), as_json)

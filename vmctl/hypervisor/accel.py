@@ -1,0 +1,178 @@
+"""Is KVM usable? Answered by booting, never by ``/dev/kvm`` existing.
+
+On some hosts ``/dev/kvm`` opens and libvirt reports KVM, yet every 64-bit
+guest hangs right after the kernel decompressor. So vmctl boots a kernel
+under each accelerator for a few seconds and reads the serial console: an
+accelerator is usable when the kernel gets as far as looking for its root
+filesystem. The verdict is cached per QEMU version and host kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import ProbeError
+from .._core.locks import file_lock
+from .._core.paths import cache_dir, state_dir
+from .._core.proc import run
+from .._core.progress import NoProgress, Progress
+
+QEMU = "qemu-system-x86_64"
+# Lines a kernel prints only once it has fully initialised.
+REACHED = ("Kernel panic", "VFS: Unable to mount root", "Run /init", "Freeing unused kernel")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    accel: str
+    ok: bool
+    seconds: float
+    seen: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accel: str
+    qemu: str
+    host_kernel: str
+    probed_at: float
+    probes: list[ProbeResult]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def qemu_version() -> str:
+    out = run([QEMU, "--version"], what="qemu-system-x86_64 --version").stdout
+    return out.splitlines()[0].strip() if out else "unknown"
+
+
+def probe_argv(accel: str, kernel: Path, serial: Path) -> list[str]:
+    return [
+        QEMU, "-accel", accel, "-machine", "pc", "-m", "256", "-smp", "1",
+        "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
+        "-serial", f"file:{serial}", "-kernel", str(kernel),
+        "-append", "console=ttyS0 panic=-1 loglevel=4",
+    ]  # fmt: skip
+
+
+def probe(accel: str, kernel: Path, timeout: float = 20) -> ProbeResult:
+    """Boot ``kernel`` under ``accel`` for at most ``timeout`` seconds."""
+    with tempfile.TemporaryDirectory(prefix="vmctl-probe-") as tmp:
+        serial = Path(tmp) / "serial.log"
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            probe_argv(accel, kernel, serial), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            return _watch(accel, proc, serial, started, timeout)
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def _watch(accel: str, proc: subprocess.Popen[bytes], serial: Path, started: float, timeout: float) -> ProbeResult:
+    while True:
+        text = serial.read_text(errors="replace") if serial.exists() else ""
+        elapsed = time.monotonic() - started
+        if reached := [line for line in text.splitlines() if any(m in line for m in REACHED)]:
+            return ProbeResult(accel, True, round(elapsed, 2), reached[0].strip()[:200])
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            return ProbeResult(accel, False, round(elapsed, 2), _last_line(err or text) or f"exit {proc.returncode}")
+        if elapsed > timeout:
+            seen = _last_line(text) or "no output on the serial console"
+            return ProbeResult(accel, False, round(elapsed, 2), f"hung: {seen}")
+        time.sleep(0.1)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def find_kernel() -> Path:
+    """A kernel to probe with: a cached image's, the host's, or one from the Debian archive."""
+    candidates = sorted((cache_dir() / "images").glob("*.vmlinuz"))
+    candidates += [Path(f"/boot/vmlinuz-{os.uname().release}")]
+    candidates += sorted((cache_dir() / "probe").glob("vmlinuz-*"))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.R_OK):
+            return path
+    return fetch_debian_kernel(cache_dir() / "probe")
+
+
+def fetch_debian_kernel(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    deps = run(["apt-cache", "depends", "linux-image-cloud-amd64"], what="apt-cache depends").stdout
+    names = [line.split(":", 1)[1].strip() for line in deps.splitlines() if "Depends: linux-image-" in line]
+    if not names:
+        raise ProbeError("no kernel package found to probe with", hint="run apt-get update")
+    run(["apt-get", "download", names[0]], what=f"downloading {names[0]}", timeout=300, cwd=directory)
+    deb = next(directory.glob(f"{names[0]}_*.deb"))
+    extract = directory / "x"
+    run(["dpkg-deb", "-x", str(deb), str(extract)], what="dpkg-deb -x")
+    kernel = next((extract / "boot").glob("vmlinuz-*"))
+    final = directory / kernel.name
+    kernel.replace(final)
+    run(["rm", "-rf", str(extract), str(deb)], what="cleaning up")
+    return final
+
+
+def accelerator(progress: Progress = NoProgress()) -> str:
+    """``kvm`` or ``tcg``: the cached verdict of ``vmctl doctor``, probing if there is none."""
+    if (verdict := cached_verdict()) is None:
+        progress.phase("probing the accelerator (kvm, then tcg)")
+        verdict = decide()
+    return verdict.accel
+
+
+def verdict_file() -> Path:
+    return state_dir() / "accel.json"
+
+
+def cached_verdict() -> Verdict | None:
+    try:
+        raw = json.loads(verdict_file().read_text())
+        raw["probes"] = [ProbeResult(**p) for p in raw["probes"]]
+        verdict = Verdict(**raw)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if verdict.qemu != qemu_version() or verdict.host_kernel != os.uname().release:
+        return None
+    return verdict
+
+
+def decide(reprobe: bool = False, kvm_timeout: float = 20) -> Verdict:
+    """The accelerator to use: the cached verdict, or a fresh probe of kvm then tcg."""
+    if not reprobe and (verdict := cached_verdict()) is not None:
+        return verdict
+    with file_lock(verdict_file().with_suffix(".lock")):  # one probe, however many VMs start at once
+        if not reprobe and (verdict := cached_verdict()) is not None:
+            return verdict
+        return _probe_all(kvm_timeout)
+
+
+def _probe_all(kvm_timeout: float) -> Verdict:
+    kernel = find_kernel()
+    probes = []
+    if os.path.exists("/dev/kvm"):
+        probes.append(probe("kvm", kernel, kvm_timeout))
+    if not any(p.ok for p in probes):
+        probes.append(probe("tcg", kernel, 120))
+    working = [p for p in probes if p.ok]
+    if not working:
+        raise ProbeError(f"no accelerator booted the probe kernel: {probes[-1].seen}")
+    verdict = Verdict(working[0].accel, qemu_version(), os.uname().release, time.time(), probes)
+    verdict_file().parent.mkdir(parents=True, exist_ok=True)
+    tmp = verdict_file().with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
+    tmp.replace(verdict_file())  # readers never see half a verdict
+    return verdict

@@ -1,0 +1,278 @@
+"""The libvirt adapter: the only module that imports ``libvirt``.
+
+libvirt errors are translated into :class:`HypervisorError` at this boundary.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ..errors import ConfigError, HypervisorError
+
+try:
+    import libvirt
+except ImportError as _e:  # pragma: no cover - exercised only without the package
+    raise ImportError(
+        "vmctl needs libvirt-python: pip install libvirt-python (needs libvirt-dev, pkg-config)"
+    ) from _e
+
+
+def _quiet(_ctx: Any, _err: Any) -> None:
+    """libvirt prints every error to stderr unless a handler is set."""
+
+
+libvirt.registerErrorHandler(_quiet, None)
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    uri: str
+    hypervisor: str
+    hypervisor_version: str
+    libvirt_version: str
+    domain_types: tuple[str, ...]
+
+
+def _version(number: int) -> str:
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def _active(dom: "libvirt.virDomain") -> bool:
+    """Whether the domain runs; a transient one that stopped is gone, so not active."""
+    try:
+        return bool(dom.isActive())
+    except libvirt.libvirtError:
+        return False
+
+
+def _message(e: libvirt.libvirtError) -> str:
+    return (e.get_error_message() or str(e)).strip()
+
+
+class Hypervisor:
+    """An open libvirt connection. Use as a context manager, or call close()."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        try:
+            self._conn = libvirt.open(uri)
+        except libvirt.libvirtError as e:
+            raise HypervisorError(
+                f"cannot connect to libvirt at {uri}: {_message(e)}",
+                hint="start vmctl's runtime with 'vmctl hypervisor start', or check --connect",
+            ) from e
+
+    def __enter__(self) -> "Hypervisor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+
+    @property
+    def conn(self) -> "libvirt.virConnect":
+        if self._conn is None:
+            raise HypervisorError(f"connection to {self.uri} is closed")
+        return self._conn
+
+    def info(self) -> HostInfo:
+        caps = ET.fromstring(self.conn.getCapabilities())
+        types = sorted({d.get("type", "") for d in caps.iter("domain")})
+        return HostInfo(
+            uri=self.conn.getURI(),
+            hypervisor=self.conn.getType(),
+            hypervisor_version=_version(self.conn.getVersion()),
+            libvirt_version=_version(self.conn.getLibVersion()),
+            domain_types=tuple(types),
+        )
+
+    # networks ---------------------------------------------------------------
+
+    def ensure_network(self, name: str, xml: str) -> bool:
+        """Define (if missing), autostart and start network ``name``; True if it was created."""
+        created = False
+        try:
+            net = self.conn.networkLookupByName(name)
+        except libvirt.libvirtError:
+            net = self._call(self.conn.networkDefineXML, xml, what=f"defining network {name}")
+            created = True
+        if not net.isActive():
+            self._call(net.create, what=f"starting network {name}")
+        if not net.autostart():
+            net.setAutostart(1)
+        return created
+
+    def network_active(self, name: str) -> bool:
+        try:
+            return bool(self.conn.networkLookupByName(name).isActive())
+        except libvirt.libvirtError:
+            return False
+
+    def network_leases(self, name: str) -> list[dict[str, Any]]:
+        try:
+            return list(self.conn.networkLookupByName(name).DHCPLeases())
+        except libvirt.libvirtError as e:
+            raise HypervisorError(f"reading DHCP leases of network {name}: {_message(e)}") from e
+
+    # storage ----------------------------------------------------------------
+
+    def ensure_pool(self, name: str, xml: str) -> bool:
+        """Define, build, autostart and start storage pool ``name``; True if created."""
+        created = False
+        try:
+            pool = self.conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError:
+            pool = self._call(self.conn.storagePoolDefineXML, xml, 0, what=f"defining pool {name}")
+            self._call(pool.build, 0, what=f"building pool {name}")
+            created = True
+        if not pool.isActive():
+            self._call(pool.create, 0, what=f"starting pool {name}")
+        if not pool.autostart():
+            pool.setAutostart(1)
+        return created
+
+    def pool_path(self, name: str) -> str | None:
+        try:
+            pool = self.conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+        return ET.fromstring(pool.XMLDesc()).findtext("target/path")
+
+    # domains ----------------------------------------------------------------
+
+    def define(self, xml: str) -> str:
+        dom = self._call(self.conn.defineXML, xml, what="defining the domain")
+        return str(dom.name())
+
+    def create_transient(self, xml: str) -> str:
+        """Create and start a domain that vanishes when it stops."""
+        dom = self._call(self.conn.createXML, xml, 0, what="starting a transient domain")
+        return str(dom.name())
+
+    def start(self, name: str) -> None:
+        self._call(self._domain(name).create, what=f"starting {name}")
+
+    def destroy(self, name: str) -> None:
+        """Hard stop; a domain that is off, or goes off meanwhile, is left as it is."""
+        dom = self._domain(name)
+        try:
+            if dom.isActive():
+                dom.destroy()
+        except libvirt.libvirtError as e:
+            # a guest that powered itself off between isActive() and destroy()
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not _active(dom):
+                return
+            raise HypervisorError(f"stopping {name} failed: {_message(e)}") from e
+
+    def undefine(self, name: str) -> None:
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        self._call(self._domain(name).undefineFlags, flags, what=f"undefining {name}")
+
+    def managed_save(self, name: str) -> None:
+        """Save the running domain's memory to disk and stop it; the next start restores it."""
+        self._call(self._domain(name).managedSave, 0, what=f"saving the state of {name}")
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        return True
+
+    def state(self, name: str) -> str:
+        state, _reason = self._domain(name).state()
+        return STATES.get(state, "unknown")
+
+    def domains(self) -> Iterator[str]:
+        for dom in self.conn.listAllDomains(0):
+            yield str(dom.name())
+
+    def shutdown(self, name: str) -> None:
+        """Ask the guest to power off (guest agent, else ACPI); returns at once."""
+        dom = self._domain(name)
+        if dom.isActive():
+            flags = libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
+            self._call(dom.shutdownFlags, flags, what=f"shutting down {name}")
+
+    def set_metadata(self, name: str, namespace: str, key: str, element: str) -> None:
+        """Store ``element`` (XML) as the domain's metadata in ``namespace``, live and persistent."""
+        dom = self._domain(name)
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if dom.isActive():
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        self._call(dom.setMetadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT, element, key, namespace, flags,
+                   what=f"recording metadata of {name}")
+
+    def metadata(self, name: str, namespace: str) -> str | None:
+        """The domain's metadata element in ``namespace``, or None if it has none."""
+        try:
+            return str(self._domain(name).metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace))
+        except libvirt.libvirtError:
+            return None
+
+    def lease_address(self, network: str, mac: str) -> str | None:
+        """The IPv4 address the network's DHCP server leased to ``mac``."""
+        for lease in self.network_leases(network):
+            if lease.get("mac", "").lower() == mac.lower() and lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                return str(lease["ipaddr"])
+        return None
+
+    def guest_address(self, name: str, mac: str) -> str | None:
+        """The address of ``mac`` as the guest agent, then the ARP table, report it."""
+        dom = self._domain(name)
+        sources = (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP)
+        for source in sources:
+            try:
+                interfaces = dom.interfaceAddresses(source, 0)
+            except libvirt.libvirtError:
+                continue
+            for iface in interfaces.values():
+                if (iface.get("hwaddr") or "").lower() != mac.lower():
+                    continue
+                for addr in iface.get("addrs") or []:
+                    if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                        return str(addr["addr"])
+        return None
+
+    def host_limits(self) -> tuple[int, int]:
+        """(CPUs, memory in MiB) of the hypervisor host."""
+        info = self.conn.getInfo()
+        return int(info[2]), int(info[1])
+
+    def xml(self, name: str) -> str:
+        return str(self._domain(name).XMLDesc(0))
+
+    def _domain(self, name: str) -> "libvirt.virDomain":
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError as e:
+            raise ConfigError(
+                f"no VM named {name!r} on {self.uri}", hint="'vmctl ls' lists the VMs"
+            ) from e
+
+    @staticmethod
+    def _call(fn: Any, *args: Any, what: str) -> Any:
+        try:
+            return fn(*args)
+        except libvirt.libvirtError as e:
+            raise HypervisorError(f"{what} failed: {_message(e)}") from e

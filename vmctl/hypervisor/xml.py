@@ -1,0 +1,19 @@
+"""libvirt XML from specs: pure rendering, no I/O beyond reading templates."""
+
+from __future__ import annotations
+
+from .._core.render import render
+from ..model.record import METADATA_NS
+from ..model.spec import DomainSpec, NetworkSpec
+
+
+def domain_xml(spec: DomainSpec) -> str:
+    return render("domain.xml.j2", d=spec, metadata_ns=METADATA_NS)
+
+
+def network_xml(spec: NetworkSpec) -> str:
+    return render("network.xml.j2", net=spec)
+
+
+def pool_xml(name: str, path: str) -> str:
+    return render("pool.xml.j2", name=name, path=path)

@@ -1,0 +1,123 @@
+"""A hypervisor host as vmctl sees it: a libvirt URI, its VMs, and where their files live."""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+from typing import Iterator
+
+from .._core.paths import machines_dir
+from ..hypervisor.runtime import resolve_uri
+from ..errors import ConfigError
+from ..hypervisor.driver import Hypervisor
+from ..guest.keys import client_key
+from .._core.locks import file_lock
+from .machine import Machine, not_managed
+from .._core.paths import state_dir
+from ..model.record import Record
+from ..model.record import METADATA_NS
+from ..model.spec import DEFAULT_NETWORK, NetworkSpec
+from ..hypervisor.xml import network_xml, pool_xml
+from ..hypervisor.runtime import Runtime
+
+POOL = "vmctl"  # the libvirt storage pool over the machines directory
+
+
+def prepare_host(hv: Hypervisor, network: NetworkSpec = DEFAULT_NETWORK) -> None:
+    """Make sure the network and storage pool vmctl's VMs use exist and are active."""
+    machines_dir().mkdir(parents=True, exist_ok=True)
+    hv.ensure_network(network.name, network_xml(network))
+    hv.ensure_pool(POOL, pool_xml(POOL, str(machines_dir())))
+
+
+FILE_SUFFIXES = ("qcow2", "seed.iso", "serial.log", "lock", "known_hosts")
+
+
+class Host:
+    """An open connection to a libvirt host, with vmctl's view of its VMs.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = resolve_uri(uri)
+        runtime = Runtime()
+        self.netns = runtime.netns if self.uri == runtime.uri else None
+        self.hv = Hypervisor(self.uri)
+        self.dir = machines_dir()
+        self._client_key: Path | None = None
+
+    def __enter__(self) -> "Host":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.hv.close()
+
+    @property
+    def client_key(self) -> Path:
+        """vmctl's SSH client key (created on first use)."""
+        if self._client_key is None:
+            self._client_key, _ = client_key(state_dir() / "ssh")
+        return self._client_key
+
+    def client_public_key(self) -> str:
+        return client_key(state_dir() / "ssh")[1]
+
+    def file(self, name: str, suffix: str) -> Path:
+        return self.dir / f"{name}.{suffix}"
+
+    def record(self, name: str) -> Record | None:
+        element = self.hv.metadata(name, METADATA_NS)
+        return Record.from_element(element) if element else None
+
+    def get(self, name: str) -> Machine:
+        """The vmctl VM called ``name``; a :class:`ConfigError` if there is none."""
+        if not self.hv.exists(name):
+            raise ConfigError(f"no VM named {name!r} on {self.uri}", hint="'vmctl ls' lists the VMs")
+        record = self.record(name)
+        if record is None:
+            raise not_managed(name, self.uri)
+        return Machine(self, name, record)
+
+    def list(self) -> list[Machine]:
+        """Every VM vmctl manages on this host, by name."""
+        return sorted(self._machines(), key=lambda m: m.name)
+
+    def _machines(self) -> Iterator[Machine]:
+        for name in self.hv.domains():
+            if (record := self.record(name)) is not None:
+                yield Machine(self, name, record)
+
+    def remove(self, name: str) -> builtins.list[str]:
+        """Stop, undefine and delete everything of VM ``name``; returns what was removed."""
+        removed = []
+        if self.hv.exists(name):
+            if self.record(name) is None:
+                raise not_managed(name, self.uri)
+            self.hv.destroy(name)
+            self.hv.undefine(name)
+            removed.append(f"domain {name}")
+        for suffix in FILE_SUFFIXES:
+            path = self.file(name, suffix)
+            if path.exists():
+                path.unlink()
+                removed.append(str(path))
+        return removed
+
+    def destroy(self, name: str) -> builtins.list[str]:
+        """:meth:`remove` under the VM's lock, so it never races an ``up`` of the same name."""
+        with file_lock(self.file(name, "lock")):
+            removed = self.remove(name)
+        return [r for r in removed if not r.endswith(".lock")]  # the lock was made just now
+
+    def up(self, spec: "MachineSpec", **options: object) -> Machine:
+        """Create and boot a VM from ``spec`` (see :func:`vmctl.lifecycle.up`)."""
+        from .lifecycle import up
+
+        return up(self, spec, **options)  # type: ignore[arg-type]
+
+
+from ..model.spec import MachineSpec  # noqa: E402  (for the annotation above)

@@ -1,0 +1,256 @@
+"""``up``: from a spec to a VM you can log into, phase by phase, every wait bounded.
+
+Phases: define (overlay, seed, domain), start, ip, ssh, cloud_init. A failure
+in any phase removes what this ``up`` created (unless ``keep_on_failure``) and
+raises :class:`PhaseError` saying which phase, how long it waited, what it saw
+last, and the tail of the serial console.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..hypervisor.accel import accelerator
+from ..images.boottest import boot_spec
+from ..guest.cloudinit import parse_user_data, seed_data
+from ..hypervisor.disks import create_overlay
+from ..errors import ConfigError, ImageError, PhaseError, VmctlError, WaitTimeout
+from ..images.catalog import Cache, CachedImage
+from ..guest.keys import generate
+from .._core.locks import file_lock
+from .machine import POLL, Machine
+from ..model.profiles import profile
+from .._core.progress import NoProgress, Progress
+from ..model.record import Record
+from ..hypervisor.xml import domain_xml
+from ..guest.seed import write_seed
+from ..hypervisor.console import read, tail
+from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
+
+if TYPE_CHECKING:
+    from .host import Host
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Upper bounds, in seconds, for each wait of ``up``."""
+
+    start: float = 60
+    ip: float = 300
+    ssh: float = 300
+    cloud_init: float = 900
+
+    @classmethod
+    def for_accel(cls, accel: str) -> "Timeouts":
+        """TCG guests boot 5-20x slower than KVM ones; the bounds follow."""
+        return cls() if accel == "tcg" else cls(start=30, ip=120, ssh=120, cloud_init=300)
+
+
+class Timeline:
+    """When each step of one ``up`` ended, in seconds since the ``up`` began.
+
+    ``up`` marks its phases (define, start, ip, ssh_banner, ssh, cloud_init,
+    docker); the boot lab adds the serial console's milestones to the same clock.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        self.marks.setdefault(name, round(time.monotonic() - self.started, 3))
+
+
+def new_mac() -> str:
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+
+
+def _check_against_host(host: "Host", spec: MachineSpec) -> None:
+    cpus, memory = host.hv.host_limits()
+    if spec.cpus > cpus:
+        raise ConfigError(f"vCPUs {spec.cpus} is more than the host's {cpus}", hint=f"use --cpus 1..{cpus}")
+    if spec.memory_mib > memory:
+        raise ConfigError(f"memory {spec.memory_mib} MiB is more than the host's {memory} MiB")
+
+
+def up(
+    host: "Host",
+    spec: MachineSpec,
+    progress: Progress = NoProgress(),
+    keep_on_failure: bool = False,
+    timeouts: Timeouts | None = None,
+    timeline: Timeline | None = None,
+) -> Machine:
+    """Create, boot and provision VM ``spec.name``; an identical existing VM is returned as it is."""
+    image = Cache().require(spec.image)
+    boot_for(image, spec)  # an image the profile cannot boot is refused before anything starts
+    extra = profile(spec.profile).under(parse_user_data(spec.user_data))
+    _check_against_host(host, spec)
+    spec = replace(spec, user=spec.user or image.user)
+    host.dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(host.file(spec.name, "lock")):
+        if host.hv.exists(spec.name):
+            return _existing(host, spec, progress)
+        accel = accelerator(progress)
+        run = _Run(host, spec, progress, timeouts or Timeouts.for_accel(accel), timeline or Timeline())
+        try:
+            return run.all(image, accel, extra)
+        except BaseException as e:  # clean up after anything, even Ctrl-C
+            error = run.fail(e) if isinstance(e, VmctlError) else None
+            if run.machine is not None:
+                run.machine.close()
+            if not keep_on_failure:
+                host.remove(spec.name)
+            if error is None:
+                raise
+            raise error from e
+
+
+def _existing(host: "Host", spec: MachineSpec, progress: Progress) -> Machine:
+    machine = host.get(spec.name)
+    if diffs := machine.spec.differences(spec):
+        raise ConfigError(
+            f"{spec.name} already exists with a different spec: {'; '.join(diffs)}",
+            hint=f"'vmctl down {spec.name}' first, or ask for the spec it has",
+        )
+    if machine.state != "running":
+        progress.phase("starting the existing VM")
+        machine.start()
+    return machine
+
+
+class _Run:
+    """One ``up`` in progress: the phases, their timings, and what they waited on."""
+
+    def __init__(self, host: "Host", spec: MachineSpec, progress: Progress, timeouts: Timeouts,
+                 timeline: Timeline) -> None:
+        self.host, self.spec, self.progress, self.timeouts = host, spec, progress, timeouts
+        self.timeline = timeline
+        self.timings: dict[str, float] = {}
+        self.phase, self.phase_started = "define", time.monotonic()
+        self.machine: Machine | None = None
+
+    def step(self, phase: str, label: str, fn: Callable[[], object]) -> None:
+        self.phase, self.phase_started = phase, time.monotonic()
+        self.progress.phase(label)
+        fn()
+        self.timings[phase] = round(time.monotonic() - self.phase_started, 2)
+        self.timeline.mark(phase)
+
+    def all(self, image: object, accel: str, extra: dict[str, object]) -> Machine:
+        started = time.monotonic()
+        self.step("define", "defining (overlay, seed, domain)", lambda: self.define(image, accel, extra))
+        self.step("start", "starting QEMU", self.start)
+        self.step("ip", "waiting for an address", self.wait_ip)
+        self.step("ssh", "waiting for SSH", self.wait_ssh)
+        self.step("cloud_init", "waiting for cloud-init to finish", self.wait_cloud_init)
+        if self.spec.docker:
+            self.step("docker", "installing Docker", self.install_docker)
+        self.timings["total"] = round(time.monotonic() - started, 2)
+        assert self.machine is not None
+        record = replace(self.machine.record, timings=self.timings)
+        self.host.hv.set_metadata(self.spec.name, *_meta(record))
+        self.machine.record = record
+        return self.machine
+
+    def define(self, image: object, accel: str, extra: dict[str, object]) -> None:
+        assert isinstance(image, CachedImage)
+        spec, host = self.spec, self.host
+        boot = boot_for(image, spec)
+        user = spec.user or image.user
+        mac, host_key = new_mac(), generate(f"vmctl-{spec.name}")
+        record = Record(
+            spec=spec, user=user, host_key=host_key.public, mac=mac,
+            instance_id=f"iid-{spec.name}-{secrets.token_hex(4)}",
+            disk=str(host.file(spec.name, "qcow2")), seed=str(host.file(spec.name, "seed.iso")),
+            serial_log=str(host.file(spec.name, "serial.log")), accel=accel, netns=host.netns,
+            created=time.time(),
+        )
+        create_overlay(Path(image.path), Path(record.disk), spec.disk_gib)
+        keys = [host.client_public_key(), *spec.ssh_keys]
+        seed = seed_data(hostname=spec.name, instance_id=record.instance_id, user=user,
+                         authorized_keys=keys, host_key=host_key, mac=mac, extra=extra,
+                         meta_extra=profile(spec.profile).meta_data)
+        write_seed(seed, Path(record.seed))
+        domain = DomainSpec(
+            name=spec.name, disk=Path(record.disk), serial_log=Path(record.serial_log),
+            cpus=spec.cpus, memory_mib=spec.memory_mib, accel="kvm" if accel == "kvm" else "tcg",
+            boot=boot, seed=Path(record.seed),
+            network=NetworkChoice.parse(spec.network), mac=mac, metadata=record.to_json(),
+        )
+        host.hv.define(domain_xml(domain))
+        self.machine = Machine(host, spec.name, record)
+
+    def start(self) -> None:
+        self.host.hv.start(self.spec.name)
+
+    def wait_ip(self) -> None:
+        assert self.machine is not None
+        deadline = time.monotonic() + self.timeouts.ip
+        while self.machine.ip is None:
+            self.machine._check_alive()
+            if time.monotonic() > deadline:
+                raise WaitTimeout("an address (DHCP lease or guest agent)", self.timeouts.ip, self._last_line())
+            time.sleep(POLL)
+
+    def wait_ssh(self) -> None:
+        assert self.machine is not None
+        self.machine.wait_ssh(self.timeouts.ssh, on_banner=lambda: self.timeline.mark("ssh_banner"))
+
+    def wait_cloud_init(self) -> None:
+        assert self.machine is not None
+        result = self.machine.run("cloud-init status --wait", timeout=self.timeouts.cloud_init)
+        # cloud-init 23.4+ exits 2 for "done, with recoverable errors"
+        if result.rc not in (0, 2) or "status: done" not in result.stdout:
+            detail = self.machine.run("cloud-init status --long").stdout.strip().replace("\n", "; ")
+            raise VmctlError(f"cloud-init did not finish cleanly (exit {result.rc}): {detail}",
+                             hint=f"'vmctl ssh {self.spec.name} -- sudo cat /var/log/cloud-init.log'")
+
+    def install_docker(self) -> None:
+        from ..engine.install import install
+
+        assert self.machine is not None
+        install(self.machine, progress=self.progress)
+
+    def _last_line(self) -> str:
+        assert self.machine is not None
+        last = tail(read(Path(self.machine.record.serial_log)), 1)
+        return last[0] if last else ""
+
+    def fail(self, cause: VmctlError) -> PhaseError:
+        waited = time.monotonic() - self.phase_started
+        console = tail(read(self.host.file(self.spec.name, "serial.log")), 10)
+        return PhaseError(self.spec.name, self.phase, waited, cause, console)
+
+
+def boot_for(image: CachedImage, spec: MachineSpec) -> DiskBoot | KernelBoot:
+    """The image's boot, with the profile's kernel arguments on a direct kernel boot."""
+    boot = boot_spec(image, spec.boot_mode)
+    chosen = profile(spec.profile)
+    if isinstance(boot, KernelBoot):
+        boot = replace(boot, cmdline=chosen.cmdline(boot.cmdline))
+        if chosen.initrd == "lean":
+            boot = replace(boot, initrd=lean_initrd(image, chosen.name))
+    return boot
+
+
+def lean_initrd(image: CachedImage, profile_name: str) -> Path:
+    """The image's lean initramfs; an image built before it existed lacks the
+    fast profile's units too, so it is refused here rather than left to time out."""
+    if not image.lean_initrd:
+        raise ImageError(
+            f"image {image.name!r} predates the {profile_name} profile: it has no lean initramfs or fast-boot units",
+            hint=f"rebuild it ('vmctl image build {image.name}' for a built image; re-bake a baked one from a new base)",
+        )
+    return Path(image.lean_initrd)
+
+
+def _meta(record: Record) -> tuple[str, str, str]:
+    from ..model.record import KEY
+    from ..model.record import METADATA_NS
+
+    return METADATA_NS, KEY, record.element()

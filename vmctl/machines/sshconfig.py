@@ -1,0 +1,94 @@
+"""OpenSSH client settings for a VM, so ``ssh`` and ``docker`` (DOCKER_HOST=ssh://)
+reach it with its pinned host key, through the runtime's namespace when needed."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import sys
+from pathlib import Path
+
+from .machine import Machine
+from .._core.paths import state_dir
+
+
+def alias(machine: Machine) -> str:
+    return f"vmctl-{machine.name}"
+
+
+def known_hosts(machine: Machine) -> Path:
+    path = machine.host.file(machine.name, "known_hosts")
+    path.write_text(f"{alias(machine)} {machine.record.host_key}\n")
+    return path
+
+
+def options(machine: Machine) -> dict[str, str]:
+    """``ssh -o`` settings: pinned key only, strict checking, vmctl's identity."""
+    ep = machine.endpoint()
+    opts = {
+        "HostName": ep.host, "User": ep.user, "IdentityFile": str(ep.client_key), "IdentitiesOnly": "yes",
+        "UserKnownHostsFile": str(known_hosts(machine)), "GlobalKnownHostsFile": "/dev/null",
+        "StrictHostKeyChecking": "yes", "HostKeyAlias": alias(machine), "LogLevel": "ERROR",
+    }
+    if ep.netns:
+        proxy = [sys.executable, "-m", "vmctl.cli", "netns-proxy", ep.netns, "%h", "%p"]
+        opts["ProxyCommand"] = shlex.join(proxy)
+    return opts
+
+
+def ssh_argv(machine: Machine, command: list[str]) -> list[str]:
+    """The OpenSSH command line that reaches ``machine``."""
+    argv = ["ssh"]
+    for key, value in options(machine).items():
+        argv += ["-o", f"{key}={value}"]
+    return [*argv, alias(machine), *command]
+
+
+def config_dir() -> Path:
+    return state_dir() / "ssh" / "config.d"
+
+
+def write_entry(machine: Machine) -> Path:
+    """``Host vmctl-NAME`` in vmctl's ssh config directory."""
+    lines = [f"Host {alias(machine)}"] + [f"  {k} {v}" for k, v in options(machine).items()]
+    path = config_dir() / f"{machine.name}.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+MARK = "# vmctl: its VMs as Host vmctl-NAME"
+
+
+def user_ssh_config() -> Path:
+    """The file OpenSSH reads: it follows the passwd entry's home, not $HOME."""
+    return Path(pwd.getpwuid(os.getuid()).pw_dir) / ".ssh" / "config"
+
+
+def ensure_include(config: Path | None = None) -> Path:
+    """Make the user's ssh config include vmctl's entries, once, at the top.
+
+    Include lines vmctl added earlier for state directories that no longer
+    exist are dropped, so the file does not collect stale lines.
+    """
+    config = config or user_ssh_config()
+    include = f"Include {config_dir()}/*.conf"
+    lines = config.read_text().splitlines() if config.exists() else []
+    kept: list[str] = []
+    skip = False
+    for line in lines:
+        if line == MARK:
+            skip = True
+            continue
+        if skip:
+            skip = False
+            stale = not Path(line.removeprefix("Include ").rsplit("/", 1)[0]).is_dir()
+            if line == include or stale:
+                continue
+            kept += [MARK]
+        kept.append(line)
+    config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config.write_text("\n".join([MARK, include, *kept]) + "\n")
+    config.chmod(0o600)
+    return config

@@ -1,0 +1,131 @@
+"""Docker Swarm mode on vmctl machines: the commands, run over SSH as root."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from ..errors import SwarmError, VmctlError, WaitTimeout
+from ..machines.machine import Machine
+
+PORT = 2377
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node as the managers see it (``docker node ls``)."""
+
+    id: str
+    hostname: str
+    role: str  # manager or worker
+    manager_status: str  # Leader, Reachable, Unreachable or ""
+    availability: str  # active, pause, drain
+    status: str  # ready, down, unknown
+    engine: str
+    labels: dict[str, str]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _docker(machine: Machine, args: list[str], timeout: float = 120) -> str:
+    result = machine.run(["sudo", "docker", *args], timeout=timeout)
+    if result.rc != 0:
+        raise SwarmError(f"{machine.name}: docker {' '.join(args[:3])} failed: {result.tail()}")
+    return result.stdout.strip()
+
+
+def state(machine: Machine) -> tuple[str, str, bool]:
+    """(LocalNodeState, NodeID, is a manager) of the engine on ``machine``."""
+    fmt = "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}} {{.Swarm.ControlAvailable}}"
+    parts = (_docker(machine, ["info", "--format", fmt]) + "  ").split(" ")
+    return parts[0], parts[1], parts[2] == "true"
+
+
+def init(manager: Machine, address: str) -> str:
+    """Initialise Swarm mode on ``manager`` (unless it is already in one); returns its node ID."""
+    local, node_id, _ = state(manager)
+    if local == "active":
+        return node_id
+    _docker(manager, ["swarm", "init", "--advertise-addr", address, "--listen-addr", f"{address}:{PORT}"])
+    return state(manager)[1]
+
+
+def join_token(manager: Machine, role: str) -> str:
+    return _docker(manager, ["swarm", "join-token", "-q", role])
+
+
+def join(machine: Machine, address: str, token: str, manager_address: str) -> str:
+    """Join ``machine`` to the swarm (unless it already is in one); returns its node ID."""
+    local, node_id, _ = state(machine)
+    if local == "active":
+        return node_id
+    _docker(machine, ["swarm", "join", "--token", token, "--advertise-addr", address,
+                      f"{manager_address}:{PORT}"], timeout=300)
+    return state(machine)[1]
+
+
+def label(manager: Machine, node_id: str, labels: dict[str, str]) -> None:
+    args = ["node", "update"]
+    for key, value in labels.items():
+        args += ["--label-add", f"{key}={value}"]
+    _docker(manager, [*args, node_id])
+
+
+def nodes(manager: Machine) -> list[Node]:
+    ids = _docker(manager, ["node", "ls", "-q"]).split()
+    if not ids:
+        return []
+    raw = json.loads(_docker(manager, ["node", "inspect", *ids]))
+    return [_node(n) for n in raw]
+
+
+def _node(n: dict[str, object]) -> Node:
+    spec, desc, status = (n.get(k) or {} for k in ("Spec", "Description", "Status"))
+    manager = n.get("ManagerStatus") or {}
+    assert isinstance(spec, dict) and isinstance(desc, dict) and isinstance(status, dict) and isinstance(manager, dict)
+    leader = "Leader" if manager.get("Leader") else str(manager.get("Reachability", "")).capitalize()
+    return Node(
+        id=str(n.get("ID", "")), hostname=str(desc.get("Hostname", "")), role=str(spec.get("Role", "")),
+        manager_status=leader, availability=str(spec.get("Availability", "")), status=str(status.get("State", "")),
+        engine=str((desc.get("Engine") or {}).get("EngineVersion", "")), labels=dict(spec.get("Labels") or {}),
+    )
+
+
+def wait_ready(manager: Machine, hostnames: set[str], timeout: float = 300) -> list[Node]:
+    """Wait until every node in ``hostnames`` is Ready; returns all nodes."""
+    deadline, seen = time.monotonic() + timeout, "no nodes"
+    while True:
+        current = nodes(manager)
+        ready = {n.hostname for n in current if n.status == "ready"}
+        if hostnames <= ready:
+            return current
+        seen = ", ".join(f"{n.hostname}={n.status}" for n in current)
+        if time.monotonic() > deadline:
+            raise WaitTimeout("Swarm nodes to be Ready", timeout, seen)
+        time.sleep(2)
+
+
+def drain_and_remove(manager: Machine, machine: Machine, node_id: str, timeout: float = 300) -> None:
+    """Drain the node (its tasks move elsewhere), make it leave, and remove it from the swarm."""
+    _docker(manager, ["node", "update", "--availability", "drain", node_id])
+    deadline = time.monotonic() + timeout
+    while _docker(manager, ["node", "ps", "-q", "--filter", "desired-state=running", node_id]):
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"tasks to leave {machine.name}", timeout, "tasks still running")
+        time.sleep(2)
+    if state(machine)[2]:
+        _docker(manager, ["node", "demote", node_id])
+    machine.run(["sudo", "docker", "swarm", "leave", "--force"], timeout=120)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if machine.host.hv.exists(machine.name) and _status(manager, node_id) != "down":
+            time.sleep(2)
+            continue
+        break
+    _docker(manager, ["node", "rm", "--force", node_id])
+
+
+def _status(manager: Machine, node_id: str) -> str:
+    return _docker(manager, ["node", "inspect", "--format", "{{.Status.State}}", node_id])
