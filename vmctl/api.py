@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from .images import build as _build
 from .images import download as _download
-from .images.boottest import Boot, BootReport, boot_test
+from .images.boottest import BootReport, boot_test
+from .model.spec import BootMode
 from .errors import ImageError
 from .hypervisor.driver import Hypervisor
 from .images.catalog import Cache, CachedImage, definition
@@ -85,12 +86,12 @@ def image_remove(name: str) -> list[Path]:
 
 def image_test(
     name: str,
-    boot: Boot = "disk",
+    boot: BootMode = "disk",
     timeout: float = 300,
     uri: str | None = None,
     progress: Progress = NoProgress(),
 ) -> BootReport:
-    """Boot cached image ``name`` once and report when it reached each milestone."""
+    """BootMode cached image ``name`` once and report when it reached each milestone."""
     image = Cache().require(name)
     accel = accelerator(progress)
     with Hypervisor(resolve_uri(uri)) as hv:

@@ -8,7 +8,7 @@ from typing import Callable
 
 from .hypervisor import accel as _accel
 from .model.spec import DEFAULT_NETWORK
-from .machines.host import POOL
+from .machines.host import STORAGE_POOL
 from ._core.paths import machines_dir
 from .hypervisor.runtime import resolve_uri
 from .errors import VmctlError
@@ -94,10 +94,10 @@ def _network(hv: Hypervisor) -> str:
 
 
 def _pool(hv: Hypervisor) -> str:
-    path = hv.pool_path(POOL)
+    path = hv.storage_pool_path(STORAGE_POOL)
     if path is None:
-        raise VmctlError(f"storage pool {POOL!r} is not defined", hint="run 'vmctl hypervisor start'")
-    return f"{POOL}: {path}"
+        raise VmctlError(f"storage pool {STORAGE_POOL!r} is not defined", hint="run 'vmctl hypervisor start'")
+    return f"{STORAGE_POOL}: {path}"
 
 
 def _probe(report: Report, reprobe: bool) -> str:

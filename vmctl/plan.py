@@ -159,12 +159,12 @@ def _apply_pool(spec: PoolSpec, uri: str | None, progress: Progress) -> Outcome:
         return Outcome("pool", spec.name, "failed", e.message)
 
 
-def destroy(plan: Plan, uri: str | None = None) -> list[Outcome]:
+def teardown(plan: Plan, uri: str | None = None) -> list[Outcome]:
     """Remove every VM and pool the plan declares."""
     outcomes = []
     with Host(uri) as host:
         for spec in plan.vms:
-            removed = host.remove(spec.name) if host.hv.exists(spec.name) else []
+            removed = host.delete_unlocked(spec.name) if host.hv.exists(spec.name) else []
             outcomes.append(Outcome("vm", spec.name, "destroyed" if removed else "absent"))
         for pool in plan.pools:
             nodes = members(host, pool.name)

@@ -15,7 +15,7 @@ import pytest
 
 import vmctl
 from vmctl.engine.client import client as docker_client
-from vmctl.guest.ssh import Endpoint, Guest
+from vmctl.guest.ssh import Endpoint, SSHConnection
 from vmctl.guest.keys import generate
 
 from .conftest import BAKED_IMAGE, DOCK, IMAGE, vmctl as run_vmctl
@@ -59,9 +59,9 @@ def test_docker_sdk_from_the_host(dockerhost: dict[str, Any]) -> None:
 def test_docker_sdk_refuses_a_wrong_host_key(dockerhost: dict[str, Any]) -> None:
     with vmctl.connect() as host:
         real = host.get(DOCK).endpoint()
-        forged = Endpoint(real.machine, real.host, real.user, real.client_key, generate().public, netns=real.netns)
+        forged = Endpoint(real.machine, real.address, real.user, real.client_key, generate().public, netns=real.netns)
         with pytest.raises(vmctl.HostKeyMismatch):
-            docker_client(Guest(forged))
+            docker_client(SSHConnection(forged))
 
 
 def test_load_a_rootfs_tar_and_a_docker_save_archive(dockerhost: dict[str, Any], tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 import vmctl
-from vmctl.guest.ssh import Endpoint, Guest
+from vmctl.guest.ssh import Endpoint, SSHConnection
 from vmctl.guest.keys import generate
 
 from .conftest import IMAGE, VMCTL, vmctl as run_vmctl
@@ -80,11 +80,11 @@ def test_another_host_key_is_refused(machines: dict[str, Any]) -> None:
     with vmctl.connect() as host:
         machine = host.get(DISK)
         real = machine.endpoint()
-        forged = Endpoint(real.machine, real.host, real.user, real.client_key, generate().public, netns=real.netns)
-        with pytest.raises(vmctl.HostKeyMismatch) as e, Guest(forged) as guest:
+        forged = Endpoint(real.machine, real.address, real.user, real.client_key, generate().public, netns=real.netns)
+        with pytest.raises(vmctl.HostKeyMismatch) as e, SSHConnection(forged) as guest:
             guest.run("true")
         assert e.value.machine == DISK and e.value.expected != e.value.got
-        assert Guest(real).run("true").rc == 0  # the pinned key itself is accepted
+        assert SSHConnection(real).run("true").rc == 0  # the pinned key itself is accepted
 
 
 def test_python_api_runs_and_copies(machines: dict[str, Any], tmp_path: Path) -> None:

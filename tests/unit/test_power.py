@@ -8,17 +8,17 @@ from vmctl.errors import HypervisorError
 from vmctl.hypervisor.driver import Hypervisor
 
 
-def test_destroy_stops_a_running_domain_and_then_does_nothing() -> None:
+def test_power_off_stops_a_running_domain_and_then_does_nothing() -> None:
     with Hypervisor("test:///default") as hv:
         assert hv.state("test") == "running"  # the test driver's built-in domain
-        hv.destroy("test")
+        hv.power_off("test")
         assert hv.state("test") == "shutoff"
-        hv.destroy("test")
+        hv.power_off("test")
         assert hv.state("test") == "shutoff"
 
 
 class _Domain:
-    """A domain whose guest powers itself off between isActive() and destroy()."""
+    """A domain whose guest powers itself off between isActive() and virDomainDestroy()."""
 
     def __init__(self, code: int) -> None:
         self.active = [True, False]
@@ -39,10 +39,10 @@ def _hv_with(dom: Any, monkeypatch: pytest.MonkeyPatch) -> Hypervisor:
     return hv
 
 
-def test_destroy_of_a_domain_that_just_powered_off_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_power_off_of_a_domain_that_just_powered_off_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # CI saw `image bake` fail here: "stopping e2e-dock failed: ... domain is not running"
     hv = _hv_with(_Domain(libvirt.VIR_ERR_OPERATION_INVALID), monkeypatch)
-    hv.destroy("racy")
+    hv.power_off("racy")
     hv.close()
 
 
@@ -55,14 +55,14 @@ class _TransientDomain(_Domain):
         return True
 
 
-def test_destroy_of_a_transient_domain_that_just_vanished_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_power_off_of_a_transient_domain_that_just_vanished_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     hv = _hv_with(_TransientDomain(libvirt.VIR_ERR_OPERATION_INVALID), monkeypatch)
-    hv.destroy("racy")
+    hv.power_off("racy")
     hv.close()
 
 
-def test_destroy_reports_other_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_power_off_reports_other_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     hv = _hv_with(_Domain(libvirt.VIR_ERR_INTERNAL_ERROR), monkeypatch)
     with pytest.raises(HypervisorError, match="stopping racy failed: Requested operation is not valid"):
-        hv.destroy("racy")
+        hv.power_off("racy")
     hv.close()

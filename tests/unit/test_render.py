@@ -12,7 +12,7 @@ import libvirt
 import pytest
 
 from vmctl.model.record import METADATA_NS
-from vmctl.hypervisor.xml import domain_xml, network_xml, pool_xml
+from vmctl.hypervisor.xml import domain_xml, network_xml, storage_pool_xml
 from vmctl.model.spec import DiskBoot, DomainSpec, KernelBoot, NetworkChoice, NetworkSpec
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -74,7 +74,7 @@ def test_network_matches_golden_and_libvirt_schema(name: str, tmp_path: Path) ->
 
 
 def test_pool_is_valid(tmp_path: Path) -> None:
-    _validate(pool_xml("vmctl", "/var/lib/vmctl/machines"), "storagepool", tmp_path)
+    _validate(storage_pool_xml("vmctl", "/var/lib/vmctl/machines"), "storagepool", tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(DOMAINS))

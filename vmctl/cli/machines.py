@@ -360,7 +360,7 @@ def down(ctx: click.Context, names: tuple[str, ...]) -> None:
     """
     with _host(ctx) as host:
         for name in names:
-            if not host.destroy(name):
+            if not host.delete(name):
                 raise ConfigError(f"no VM named {name!r} on {host.uri}", hint="'vmctl ls' lists the VMs")
             click.echo(f"removed {name}")
 

@@ -137,7 +137,7 @@ def env(ctx: click.Context, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the pool status as JSON.")
 @click.pass_context
 def scale(ctx: click.Context, name: str, size: int, as_json: bool) -> None:
-    """Grow (create and join) or shrink (drain, leave, remove, destroy) a pool.
+    """Grow (create and join) or shrink (drain, leave, delete) a pool.
 
     \b
     Example:
@@ -205,6 +205,6 @@ def destroy(ctx: click.Context, file: Path, as_json: bool) -> None:
     Example:
       vmctl destroy plan.yaml
     """
-    from ..plan import destroy as do_destroy, load
+    from ..plan import load, teardown
 
-    _report(do_destroy(load(file), ctx.obj["connect"]), as_json)
+    _report(teardown(load(file), ctx.obj["connect"]), as_json)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import VmctlError
-from ..guest.ssh import Guest
+from ..guest.ssh import SSHConnection
 
 try:
     import docker
@@ -24,17 +24,17 @@ API_FLOOR = "1.41"  # Docker 20.10, Debian 12's docker.io
 class PinnedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]
     """docker-py's SSH adapter, on a paramiko client vmctl opened with the pinned key."""
 
-    def __init__(self, guest: Guest, timeout: int = 60) -> None:
-        self._guest = guest
+    def __init__(self, guest: SSHConnection, timeout: int = 60) -> None:
+        self._ssh = guest
         super().__init__("ssh://vmctl", timeout=timeout, shell_out=True)  # shell_out: build no client of its own
         self.ssh_client = guest.client
 
     def _connect(self) -> None:
-        self._guest.close()
-        self.ssh_client = self._guest.client
+        self._ssh.close()
+        self.ssh_client = self._ssh.client
 
 
-def client(guest: Guest, timeout: int = 60) -> Any:
+def client(guest: SSHConnection, timeout: int = 60) -> Any:
     """A ``docker.DockerClient`` for the guest behind ``guest``."""
     adapter = PinnedSSHAdapter(guest, timeout)
     sdk = docker.DockerClient(base_url="tcp://vmctl-guest:2375", version=API_FLOOR, timeout=timeout)

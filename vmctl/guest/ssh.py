@@ -29,7 +29,7 @@ class Endpoint:
     """Everything needed to reach one guest's sshd."""
 
     machine: str
-    host: str
+    address: str
     user: str
     client_key: Path
     host_key: str  # "ssh-ed25519 AAAA..."
@@ -37,7 +37,7 @@ class Endpoint:
     netns: str | None = None
 
     def open_socket(self, timeout: float) -> socket.socket:
-        return netns.connect(self.host, self.port, timeout, self.netns)
+        return netns.connect(self.address, self.port, timeout, self.netns)
 
 
 def read_banner(endpoint: Endpoint, timeout: float = 2) -> str:
@@ -57,7 +57,7 @@ def _pinned_key(public: str) -> paramiko.PKey:
     return paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
 
 
-class Guest:
+class SSHConnection:
     """An SSH connection to one guest."""
 
     def __init__(self, endpoint: Endpoint, connect_timeout: float = 15) -> None:
@@ -65,7 +65,7 @@ class Guest:
         self.connect_timeout = connect_timeout
         self._client: paramiko.SSHClient | None = None
 
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> "SSHConnection":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,12 +87,12 @@ class Guest:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         pinned = _pinned_key(ep.host_key)
-        host_id = ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
+        host_id = ep.address if ep.port == 22 else f"[{ep.address}]:{ep.port}"
         client.get_host_keys().add(host_id, pinned.get_name(), pinned)
         try:
             sock = ep.open_socket(self.connect_timeout)
             client.connect(
-                ep.host, ep.port, ep.user, key_filename=str(ep.client_key), sock=sock,
+                ep.address, ep.port, ep.user, key_filename=str(ep.client_key), sock=sock,
                 timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
                 auth_timeout=self.connect_timeout, allow_agent=False, look_for_keys=False,
             )
@@ -101,7 +101,7 @@ class Guest:
             raise HostKeyMismatch(ep.machine, fingerprint(ep.host_key), _fp(e.key)) from e
         except (paramiko.SSHException, OSError) as e:
             client.close()
-            raise SSHError(f"{ep.machine}: SSH to {ep.user}@{ep.host}:{ep.port} failed: {e}") from e
+            raise SSHError(f"{ep.machine}: SSH to {ep.user}@{ep.address}:{ep.port} failed: {e}") from e
         return client
 
     def _transport(self) -> paramiko.Transport:

@@ -136,7 +136,7 @@ class Hypervisor:
 
     # storage ----------------------------------------------------------------
 
-    def ensure_pool(self, name: str, xml: str) -> bool:
+    def ensure_storage_pool(self, name: str, xml: str) -> bool:
         """Define, build, autostart and start storage pool ``name``; True if created."""
         created = False
         try:
@@ -151,7 +151,7 @@ class Hypervisor:
             pool.setAutostart(1)
         return created
 
-    def pool_path(self, name: str) -> str | None:
+    def storage_pool_path(self, name: str) -> str | None:
         try:
             pool = self.conn.storagePoolLookupByName(name)
         except libvirt.libvirtError:
@@ -172,7 +172,7 @@ class Hypervisor:
     def start(self, name: str) -> None:
         self._call(self._domain(name).create, what=f"starting {name}")
 
-    def destroy(self, name: str) -> None:
+    def power_off(self, name: str) -> None:
         """Hard stop; a domain that is off, or goes off meanwhile, is left as it is."""
         dom = self._domain(name)
         try:

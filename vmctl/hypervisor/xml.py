@@ -15,5 +15,5 @@ def network_xml(spec: NetworkSpec) -> str:
     return render("network.xml.j2", net=spec)
 
 
-def pool_xml(name: str, path: str) -> str:
-    return render("pool.xml.j2", name=name, path=path)
+def storage_pool_xml(name: str, path: str) -> str:
+    return render("storage-pool.xml.j2", name=name, path=path)

@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+
 
 from ..hypervisor.disks import create_overlay
 from ..errors import ImageError, WaitTimeout
@@ -20,9 +20,9 @@ from .catalog import CachedImage
 from .._core.progress import NoProgress, Progress
 from ..hypervisor.xml import domain_xml
 from ..hypervisor.console import BootWatch, read, tail
-from ..model.spec import DiskBoot, DomainSpec, KernelBoot
+from ..model.spec import BootMode, DiskBoot, DomainSpec, KernelBoot
 
-Boot = Literal["disk", "kernel"]
+
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class BootReport:
         return asdict(self)
 
 
-def boot_spec(image: CachedImage, boot: Boot) -> DiskBoot | KernelBoot:
+def boot_spec(image: CachedImage, boot: BootMode) -> DiskBoot | KernelBoot:
     if boot == "disk":
         return DiskBoot()
     if not (image.kernel and image.initrd and image.kernel_cmdline):
@@ -53,7 +53,7 @@ def boot_test(
     image: CachedImage,
     workdir: Path,
     accel: str,
-    boot: Boot = "disk",
+    boot: BootMode = "disk",
     timeout: float = 300,
     progress: Progress = NoProgress(),
 ) -> BootReport:
@@ -83,6 +83,6 @@ def boot_test(
     finally:
         progress.phase("cleaning up")
         if hv.exists(name):
-            hv.destroy(name)
+            hv.power_off(name)
         spec.disk.unlink(missing_ok=True)
         spec.serial_log.unlink(missing_ok=True)

@@ -167,7 +167,7 @@ def _one_run(host: "Host", config: LabConfig, profile: str, name: str,
             machine.close()
     finally:
         progress.phase("removing the VM")
-        host.destroy(name)
+        host.delete(name)
 
 
 def _guest_analysis(machine: Machine) -> dict[str, Any]:

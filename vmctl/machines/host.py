@@ -17,17 +17,17 @@ from .._core.paths import state_dir
 from ..model.record import Record
 from ..model.record import METADATA_NS
 from ..model.spec import DEFAULT_NETWORK, NetworkSpec
-from ..hypervisor.xml import network_xml, pool_xml
+from ..hypervisor.xml import network_xml, storage_pool_xml
 from ..hypervisor.runtime import Runtime
 
-POOL = "vmctl"  # the libvirt storage pool over the machines directory
+STORAGE_POOL = "vmctl"  # the libvirt storage pool over the machines directory
 
 
 def prepare_host(hv: Hypervisor, network: NetworkSpec = DEFAULT_NETWORK) -> None:
     """Make sure the network and storage pool vmctl's VMs use exist and are active."""
     machines_dir().mkdir(parents=True, exist_ok=True)
     hv.ensure_network(network.name, network_xml(network))
-    hv.ensure_pool(POOL, pool_xml(POOL, str(machines_dir())))
+    hv.ensure_storage_pool(STORAGE_POOL, storage_pool_xml(STORAGE_POOL, str(machines_dir())))
 
 
 FILE_SUFFIXES = ("qcow2", "seed.iso", "serial.log", "lock", "known_hosts")
@@ -91,13 +91,15 @@ class Host:
             if (record := self.record(name)) is not None:
                 yield Machine(self, name, record)
 
-    def remove(self, name: str) -> builtins.list[str]:
-        """Stop, undefine and delete everything of VM ``name``; returns what was removed."""
+    def delete_unlocked(self, name: str) -> builtins.list[str]:
+        """Power off, undefine and delete everything of VM ``name``; returns what was removed.
+
+        The caller holds the VM's lock (or knows nothing else can touch it): see :meth:`delete`."""
         removed = []
         if self.hv.exists(name):
             if self.record(name) is None:
                 raise not_managed(name, self.uri)
-            self.hv.destroy(name)
+            self.hv.power_off(name)
             self.hv.undefine(name)
             removed.append(f"domain {name}")
         for suffix in FILE_SUFFIXES:
@@ -107,10 +109,10 @@ class Host:
                 removed.append(str(path))
         return removed
 
-    def destroy(self, name: str) -> builtins.list[str]:
-        """:meth:`remove` under the VM's lock, so it never races an ``up`` of the same name."""
+    def delete(self, name: str) -> builtins.list[str]:
+        """:meth:`delete_unlocked` under the VM's lock, so it never races an ``up`` of the same name."""
         with file_lock(self.file(name, "lock")):
-            removed = self.remove(name)
+            removed = self.delete_unlocked(name)
         return [r for r in removed if not r.endswith(".lock")]  # the lock was made just now
 
     def up(self, spec: "MachineSpec", **options: object) -> Machine:

@@ -104,7 +104,7 @@ def up(
             if run.machine is not None:
                 run.machine.close()
             if not keep_on_failure:
-                host.remove(spec.name)
+                host.delete_unlocked(spec.name)
             if error is None:
                 raise
             raise error from e

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..errors import ConfigError, VmctlError, WaitTimeout
-from ..guest.ssh import Endpoint, Guest, read_banner
+from ..guest.ssh import Endpoint, SSHConnection, read_banner
 from ..guest.keys import fingerprint
 from .._core.proc import CommandResult
 from ..model.record import Record
@@ -29,7 +29,7 @@ class Machine:
         self.host = host
         self.name = name
         self.record = record
-        self._guest: Guest | None = None
+        self._ssh: SSHConnection | None = None
 
     def __repr__(self) -> str:
         return f"Machine({self.name!r}, uri={self.host.uri!r})"
@@ -85,11 +85,11 @@ class Machine:
 
     # SSH --------------------------------------------------------------------
 
-    def ssh(self) -> Guest:
+    def ssh(self) -> SSHConnection:
         """The machine's SSH connection (pinned host key), opened on first use."""
-        if self._guest is None:
-            self._guest = Guest(self.endpoint())
-        return self._guest
+        if self._ssh is None:
+            self._ssh = SSHConnection(self.endpoint())
+        return self._ssh
 
     def run(self, command: str | Sequence[str], timeout: float = 600, stdin: bytes | None = None) -> CommandResult:
         return self.ssh().run(command, timeout=timeout, stdin=stdin)
@@ -104,12 +104,12 @@ class Machine:
         """A ``docker.DockerClient`` for this VM, over SSH with the pinned host key."""
         from ..engine.client import client
 
-        return client(Guest(self.endpoint()), timeout)
+        return client(SSHConnection(self.endpoint()), timeout)
 
     def close(self) -> None:
-        if self._guest is not None:
-            self._guest.close()
-            self._guest = None
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
 
     def wait_ssh(self, timeout: float, on_banner: Callable[[], None] | None = None) -> float:
         """Wait until sshd answers and vmctl can log in; returns the seconds waited.
@@ -132,7 +132,7 @@ class Machine:
                 if self._try_login():
                     return time.monotonic() - started
             else:
-                seen = f"no SSH banner from {endpoint.host}:22"
+                seen = f"no SSH banner from {endpoint.address}:22"
             time.sleep(POLL)
         raise WaitTimeout("SSH login", timeout, seen)
 
@@ -168,7 +168,7 @@ class Machine:
             # "shutting-down" is the guest off and QEMU not yet gone: wait it out too
             while time.monotonic() < deadline and self.state in UP_STATES:
                 time.sleep(0.5)
-        self.host.hv.destroy(self.name)
+        self.host.hv.power_off(self.name)
 
     def start(self, ssh_timeout: float = 600) -> float:
         """Power on (if off) and wait for SSH; returns the seconds it took."""
@@ -183,7 +183,7 @@ class Machine:
     def down(self) -> list[str]:
         """Destroy and undefine the VM, and delete its disk, seed and log."""
         self.close()
-        return self.host.destroy(self.name)
+        return self.host.delete(self.name)
 
 
 def not_managed(name: str, uri: str) -> ConfigError:

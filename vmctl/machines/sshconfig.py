@@ -27,7 +27,7 @@ def options(machine: Machine) -> dict[str, str]:
     """``ssh -o`` settings: pinned key only, strict checking, vmctl's identity."""
     ep = machine.endpoint()
     opts = {
-        "HostName": ep.host, "User": ep.user, "IdentityFile": str(ep.client_key), "IdentitiesOnly": "yes",
+        "HostName": ep.address, "User": ep.user, "IdentityFile": str(ep.client_key), "IdentitiesOnly": "yes",
         "UserKnownHostsFile": str(known_hosts(machine)), "GlobalKnownHostsFile": "/dev/null",
         "StrictHostKeyChecking": "yes", "HostKeyAlias": alias(machine), "LogLevel": "ERROR",
     }

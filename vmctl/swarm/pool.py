@@ -203,7 +203,7 @@ class Pool:
             return PoolStatus(self.name, out)
 
     def scale(self, size: int, managers: int | None = None) -> PoolStatus:
-        """Grow (create and join) or shrink (drain, leave, remove, destroy) to ``size`` nodes."""
+        """Grow (create and join) or shrink (drain, leave, delete) to ``size`` nodes."""
         check_range(size, 1, 32, "pool size")
         with Host(self.uri) as host:
             nodes = members(host, self.name)
@@ -229,7 +229,7 @@ class Pool:
                 self._phase(f"{node.name}: draining and leaving")
                 if node.name in ids:
                     swarm.drain_and_remove(manager, node, ids[node.name])
-                self._phase(f"{node.name}: destroying")
+                self._phase(f"{node.name}: deleting")
                 return node.down()
 
             results = {}
@@ -246,7 +246,7 @@ class Pool:
             if not nodes:
                 raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
             results = each(nodes, lambda m: m.down(), key=lambda m: m.name)
-        _check(self.name, "destroying nodes", results)
+        _check(self.name, "deleting nodes", results)
         return sorted(results)
 
 
