@@ -11,7 +11,7 @@ DEBS    := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libv
            e2fsprogs iproute2 dnsmasq-base iptables util-linux mount libxml2-utils \
            openssh-client debian-archive-keyring docker.io
 
-.PHONY: all deps venv runtime image demo test unit e2e lint lab clean
+.PHONY: all deps venv runtime image demo test unit e2e lint lab bench clean
 
 all: test
 
@@ -45,11 +45,12 @@ unit: venv
 e2e: venv image
 	$(VENV)/bin/pytest -q tests/e2e
 
+# Static checks: types (mypy --strict) and ruff (lint rules and import order, pyproject.toml).
 lint: venv
 	$(VENV)/bin/mypy vmctl
+	$(VENV)/bin/ruff check vmctl tests benchmarks
 
-test: venv image
-	$(VENV)/bin/mypy vmctl
+test: lint image
 	$(VENV)/bin/pytest -q -ra tests
 
 # The boot lab as docs/lab.md ran it (about 12 minutes under TCG). For the host's
@@ -60,6 +61,10 @@ lab: runtime image
 	    { $(VMCTL) image rm $(IMAGE)-docker 2>/dev/null; $(VMCTL) image bake $(IMAGE)-docker --from-image $(IMAGE) --docker; }
 	$(VMCTL) lab boot --runs 3 --profile stock --profile fast --image $(IMAGE)-docker \
 	    --containers 5 --warm --json docs/lab.json --plot docs/lab.png
+
+# Start-up cost of the CLI and of the ProxyCommand helper (figures in the README).
+bench: venv
+	$(VENV)/bin/python benchmarks/cli_startup.py
 
 clean:
 	-$(VMCTL) hypervisor stop

@@ -54,7 +54,6 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._core.proc import CommandResult
-    from .hypervisor.runtime import resolve_uri
     from .api import (
         connect,
         hypervisor_start,
@@ -65,9 +64,8 @@ if TYPE_CHECKING:
         image_pull,
         image_remove,
         image_test,
-
     )
-    from .hypervisor.runtime import RuntimeStatus
+    from .hypervisor.runtime import RuntimeStatus, resolve_uri
     from .images.catalog import CachedImage
     from .machines.host import Host
     from .machines.lifecycle import Timeouts

@@ -6,29 +6,24 @@ Nothing here prints or exits; failures raise :class:`vmctl.VmctlError`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .images import build as _build
-from .images import download as _download
-from .images.boottest import BootReport, boot_test
-from .model.spec import BootMode
-from .errors import ImageError
-from .hypervisor.driver import Hypervisor
-from .images.catalog import Cache, CachedImage, definition
 from ._core.locks import file_lock
 from ._core.paths import machines_dir
 from ._core.progress import NoProgress, Progress
+from .errors import ImageError
 from .hypervisor.accel import accelerator
+from .hypervisor.driver import Hypervisor
 from .hypervisor.runtime import Runtime, RuntimeStatus, resolve_uri
-from .machines.host import prepare_host
+from .images import build as _build
+from .images import download as _download
+from .images.boottest import BootReport, boot_test
+from .images.catalog import Cache, CachedImage, definition
+from .machines.host import Host, prepare_host
+from .model.spec import BootMode
 
-if TYPE_CHECKING:
-    from .machines.host import Host
 
-def connect(uri: str | None = None) -> "Host":
+def connect(uri: str | None = None) -> Host:
     """A :class:`~vmctl.host.Host` for ``uri`` (resolved as :func:`resolve_uri` does)."""
-    from .machines.host import Host
-
     return Host(uri)
 
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
-from .hypervisor import accel as _accel
-from .model.spec import DEFAULT_NETWORK
-from .machines.host import STORAGE_POOL
 from ._core.paths import machines_dir
-from .hypervisor.runtime import resolve_uri
-from .errors import VmctlError
-from .hypervisor.driver import Hypervisor
-from .images.catalog import Cache
 from ._core.progress import NoProgress, Progress
-from .hypervisor.runtime import Runtime
+from .errors import VmctlError
+from .hypervisor import accel as _accel
+from .hypervisor.driver import Hypervisor
+from .hypervisor.runtime import Runtime, resolve_uri
+from .images.catalog import Cache
+from .machines.host import STORAGE_POOL
+from .model.spec import DEFAULT_NETWORK
 
 MIN_FREE_GIB = 5
 

@@ -20,18 +20,19 @@ differs; ``destroy`` removes all the plan declares. Applying twice changes nothi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from .errors import ConfigError, VmctlError
-from .machines.host import Host
-from .guest.keys import read_public_key
-from .swarm.pool import Pool, PoolSpec, members
 from ._core.progress import NoProgress, Progress
+from .errors import ConfigError, VmctlError
+from .guest.keys import read_public_key
+from .machines.host import Host
 from .model.spec import MachineSpec
+from .swarm.pool import Pool, PoolSpec, members
 
 VM_KEYS: dict[str, tuple[type, str]] = {
     "image": (str, "image"), "cpus": (int, "cpus"), "memory": (int, "memory_mib"), "disk": (int, "disk_gib"),
@@ -113,10 +114,14 @@ def load(path: Path) -> Plan:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'vms' and/or 'pools'")
     if unknown := set(raw) - {"vms", "pools"}:
-        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))} (known: vms, pools)")
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))} (known: vms, pools)"
+        )
     vms = tuple(_vm(path, n, v) for n, v in _section(path, raw, "vms").items())
-    pools = tuple(_build(f"{path}: pools.{n}", PoolSpec, name=str(n), **_fields(f"{path}: pools.{n}", v, POOL_KEYS))
-                  for n, v in _section(path, raw, "pools").items())
+    pools = tuple(
+        _build(f"{path}: pools.{n}", PoolSpec, name=str(n), **_fields(f"{path}: pools.{n}", v, POOL_KEYS))
+        for n, v in _section(path, raw, "pools").items()
+    )
     if not vms and not pools:
         raise ConfigError(f"{path}: declares no vms and no pools")
     return Plan(path, vms, pools)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -51,6 +53,22 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 
 DOCK, BAKED_IMAGE = "e2e-dock", "e2e-docker-baked"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_python(index: int, names: dict[str, str]) -> str:
+    """Python block ``index`` of the README's "Python API" section, with the VM
+    names in ``names`` (as they appear in quotes) replaced by the tests' own."""
+    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    code: str = re.findall(r"```python\n(.*?)```", section, re.S)[index]
+    for old, new in names.items():
+        assert f'"{old}"' in code, f"the README example no longer names {old!r}"
+        code = code.replace(f'"{old}"', f'"{new}"')
+    return code.replace('"debian-12"', f'"{IMAGE}"')
+
+
+def run_readme_python(index: int, names: dict[str, str]) -> None:
+    exec(compile(readme_python(index, names), "README.md", "exec"), {})
 
 
 @pytest.fixture(scope="session")

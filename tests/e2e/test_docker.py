@@ -9,16 +9,17 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import vmctl
 from vmctl.engine.client import client as docker_client
-from vmctl.guest.ssh import Endpoint, SSHConnection
 from vmctl.guest.keys import generate
+from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import BAKED_IMAGE, DOCK, IMAGE, vmctl as run_vmctl
+from .conftest import BAKED_IMAGE, DOCK, IMAGE, run_readme_python
+from .conftest import vmctl as run_vmctl
 
 BAKED_VM = "e2e-baked"
 
@@ -56,6 +57,16 @@ def test_docker_sdk_from_the_host(dockerhost: dict[str, Any]) -> None:
         sdk.close()
 
 
+def test_the_readme_docker_example_runs_as_written(
+    dockerhost: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's Docker host example, on the shared Docker host (an identical spec is reused)."""
+    run_readme_python(1, {"dock": DOCK})
+    assert capsys.readouterr().out == "hi\n"
+    with vmctl.connect() as host:
+        assert host.get(DOCK).record.created == dockerhost["created"]  # reused, not made again
+
+
 def test_docker_sdk_refuses_a_wrong_host_key(dockerhost: dict[str, Any]) -> None:
     with vmctl.connect() as host:
         real = host.get(DOCK).endpoint()
@@ -68,7 +79,9 @@ def test_load_a_rootfs_tar_and_a_docker_save_archive(dockerhost: dict[str, Any],
     tar = tmp_path / "busybox.tar"
     run_vmctl("docker", "make-busybox", str(tar))
     assert run_vmctl("docker", "load", DOCK, str(tar), "--tag", "busybox:local").returncode == 0
-    assert run_vmctl("ssh", DOCK, "--", "docker run --rm --network none busybox:local uname -s").stdout.strip() == "Linux"
+    assert (
+        run_vmctl("ssh", DOCK, "--", "docker run --rm --network none busybox:local uname -s").stdout.strip() == "Linux"
+    )
     run_vmctl("ssh", DOCK, "--", "docker save busybox:local -o /tmp/saved.tar && docker rmi busybox:local")
     run_vmctl("cp", f"{DOCK}:/tmp/saved.tar", str(tmp_path / "saved.tar"))
     loaded = run_vmctl("docker", "load", DOCK, str(tmp_path / "saved.tar")).stdout
@@ -81,12 +94,21 @@ def test_docker_env_works_with_ssh_and_the_docker_cli(dockerhost: dict[str, Any]
     host = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("export DOCKER_HOST="))
     assert host == f"ssh://vmctl-{DOCK}"
     alias = host.removeprefix("ssh://")
-    version = subprocess.run(["ssh", alias, "docker", "version", "--format", "{{.Server.Version}}"],
-                             capture_output=True, text=True, timeout=120)
+    version = subprocess.run(
+        ["ssh", alias, "docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert version.returncode == 0 and version.stdout.strip().startswith("20."), version.stderr
     if shutil.which("docker"):
-        done = subprocess.run(["docker", "run", "--rm", "--network", "none", "vmctl/busybox:latest", "echo", "cli"],
-                              env={**os.environ, "DOCKER_HOST": host}, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "vmctl/busybox:latest", "echo", "cli"],
+            env={**os.environ, "DOCKER_HOST": host},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0 and done.stdout.strip() == "cli", done.stderr
         run_vmctl("docker", "context", DOCK)
         ctx = subprocess.run(["docker", "--context", alias, "ps", "-q"], capture_output=True, text=True, timeout=300)
@@ -103,8 +125,9 @@ def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: 
     assert json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["state"] == "shutoff"
     try:
         # the fast profile: its early unit, not cloud-init, gives this new instance its keys
-        vm = json.loads(run_vmctl("up", BAKED_VM, "--image", BAKED_IMAGE, "--docker", "--profile", "fast",
-                                  "--json").stdout)
+        vm = json.loads(
+            run_vmctl("up", BAKED_VM, "--image", BAKED_IMAGE, "--docker", "--profile", "fast", "--json").stdout
+        )
         print(f"\nDocker host from the baked image: {vm['timings']}")
         after = run_vmctl("ssh", BAKED_VM, "--", "cat /etc/machine-id").stdout.strip()
         assert after and after != before

@@ -10,11 +10,14 @@ import pytest
 
 import vmctl
 
-from .conftest import IMAGE, vmctl as run_vmctl
+from .conftest import IMAGE
+from .conftest import vmctl as run_vmctl
 
 
 def _leftovers(name: str) -> list[str]:
-    files = [p.name for p in (Path(os.environ["VMCTL_STATE_DIR"]) / "machines").glob(f"{name}.*") if p.suffix != ".lock"]
+    files = [
+        p.name for p in (Path(os.environ["VMCTL_STATE_DIR"]) / "machines").glob(f"{name}.*") if p.suffix != ".lock"
+    ]
     with vmctl.connect() as host:
         domains = [d for d in host.hv.domains() if d == name]
     return files + domains
@@ -37,7 +40,9 @@ def _leftovers(name: str) -> list[str]:
         (["okname", "--boot", "kernel", "--user", "root"], "invalid login user 'root'"),
     ],
 )
-def test_bad_input_is_one_clear_error_and_nothing_is_made(runtime: dict[str, Any], args: list[str], message: str) -> None:
+def test_bad_input_is_one_clear_error_and_nothing_is_made(
+    runtime: dict[str, Any], args: list[str], message: str
+) -> None:
     done = run_vmctl("up", *args, check=False, timeout=120)
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
@@ -48,7 +53,9 @@ def test_bad_input_is_one_clear_error_and_nothing_is_made(runtime: dict[str, Any
 
 def test_unreachable_libvirt_uri(runtime: dict[str, Any]) -> None:
     done = run_vmctl("--connect", "qemu+tcp://127.0.0.1:1/system", "up", "okname", check=False, timeout=120)
-    assert done.returncode == 1 and done.stderr.startswith("error: cannot connect to libvirt at qemu+tcp://127.0.0.1:1/system")
+    assert done.returncode == 1 and done.stderr.startswith(
+        "error: cannot connect to libvirt at qemu+tcp://127.0.0.1:1/system"
+    )
     assert "hint:" in done.stderr
 
 
@@ -59,6 +66,8 @@ def test_a_failed_phase_says_which_and_removes_everything(runtime: dict[str, Any
     done = run_vmctl("up", "e2e-broken", "--image", IMAGE, "--cpus", "1", "--user-data", str(bad), check=False)
     assert done.returncode == 1
     error = next(line for line in done.stderr.splitlines() if line.startswith("error:"))
-    assert error.startswith("error: e2e-broken: cloud_init failed after") and "cloud-init did not finish cleanly" in error
+    assert (
+        error.startswith("error: e2e-broken: cloud_init failed after") and "cloud-init did not finish cleanly" in error
+    )
     assert "hint: console:" in done.stderr
     assert _leftovers("e2e-broken") == []

@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import vmctl
-from vmctl.guest.ssh import Endpoint, SSHConnection
 from vmctl.guest.keys import generate
+from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import IMAGE, VMCTL, vmctl as run_vmctl
+from .conftest import IMAGE, VMCTL, run_readme_python
+from .conftest import vmctl as run_vmctl
 
 DISK, KERNEL = "e2e-disk", "e2e-kernel"
 
@@ -30,9 +32,15 @@ def _state_dir() -> Path:
 def machines(runtime: dict[str, Any]) -> Iterator[dict[str, dict[str, Any]]]:
     """Two VMs created by two vmctl processes running at the same time."""
     procs = {
-        DISK: subprocess.Popen([*VMCTL, "up", DISK, "--image", IMAGE, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-        KERNEL: subprocess.Popen([*VMCTL, "up", KERNEL, "--image", IMAGE, "--boot", "kernel", "--cpus", "1", "--json"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        DISK: subprocess.Popen(
+            [*VMCTL, "up", DISK, "--image", IMAGE, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ),
+        KERNEL: subprocess.Popen(
+            [*VMCTL, "up", KERNEL, "--image", IMAGE, "--boot", "kernel", "--cpus", "1", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
     }
     try:
         out = {name: p.communicate(timeout=1800) for name, p in procs.items()}
@@ -61,7 +69,9 @@ def test_ssh_runs_commands_and_returns_their_exit_code(machines: dict[str, Any],
 
 
 def test_interactive_ssh_reads_commands_from_stdin(machines: dict[str, Any]) -> None:
-    done = subprocess.run([*VMCTL, "ssh", DISK], input="echo from-stdin-$((6*7))\n", capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*VMCTL, "ssh", DISK], input="echo from-stdin-$((6*7))\n", capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "from-stdin-42" in done.stdout
 
@@ -148,3 +158,17 @@ def test_down_leaves_nothing(machines: dict[str, Any]) -> None:
         assert KERNEL not in list(host.hv.domains())
     assert not list((_state_dir() / "machines").glob(f"{KERNEL}.*"))
     assert run_vmctl("down", KERNEL, check=False).returncode == 1  # already gone: a clear error
+
+
+def test_the_readme_python_api_example_runs_as_written(
+    machines: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's first Python example, on the shared VM (an identical spec is reused), ends it."""
+    run_readme_python(0, {"web": DISK})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{DISK} {machines[DISK]['ip']} ") and out[0].split()[2][0].isdigit()  # uname -r
+    assert f"{DISK} running {machines[DISK]['ip']}" in out
+    assert "no VM named 'no-such-vm'" in out[-1] and "vmctl ls" in out[-1]
+    with vmctl.connect() as host:
+        assert DISK not in list(host.hv.domains())
+    assert not [p for p in (_state_dir() / "machines").glob(f"{DISK}.*") if p.suffix != ".lock"]

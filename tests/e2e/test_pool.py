@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import vmctl
 
-from .conftest import BAKED_IMAGE, vmctl as run_vmctl, vmctl_json
+from .conftest import BAKED_IMAGE, vmctl_json
+from .conftest import vmctl as run_vmctl
 
 POOL = "e2ep"
 
@@ -46,13 +48,17 @@ def test_both_nodes_are_ready_with_roles_and_labels(pool: dict[str, Any]) -> Non
 
 
 def _running_tasks(service: str) -> list[str]:
-    out = _manager(f"docker service ps {service} --filter desired-state=running --format '{{{{.Node}}}} {{{{.CurrentState}}}}'")
+    out = _manager(
+        f"docker service ps {service} --filter desired-state=running --format '{{{{.Node}}}} {{{{.CurrentState}}}}'"
+    )
     return [line.split()[0] for line in out.splitlines() if " Running" in line]
 
 
 def test_a_two_replica_service_runs_a_task_on_each_node(pool: dict[str, Any]) -> None:
-    _manager("docker service create --detach --no-resolve-image --name sleeper --replicas 2 "
-             "--replicas-max-per-node 1 vmctl/busybox:latest sleep 3600")
+    _manager(
+        "docker service create --detach --no-resolve-image --name sleeper --replicas 2 "
+        "--replicas-max-per-node 1 vmctl/busybox:latest sleep 3600"
+    )
     deadline = time.monotonic() + 300
     while sorted(_running_tasks("sleeper")) != [f"{POOL}-1", f"{POOL}-2"]:
         assert time.monotonic() < deadline, _manager("docker service ps sleeper")
@@ -74,7 +80,9 @@ def test_scale_to_three_and_back_to_two(pool: dict[str, Any]) -> None:
     while len(_running_tasks("sleeper")) != 2:
         assert time.monotonic() < deadline
         time.sleep(3)
-    assert json.loads(run_vmctl("pool", "ls", "--json").stdout) == [{"name": POOL, "size": 2, "nodes": [f"{POOL}-1", f"{POOL}-2"]}]
+    assert json.loads(run_vmctl("pool", "ls", "--json").stdout) == [
+        {"name": POOL, "size": 2, "nodes": [f"{POOL}-1", f"{POOL}-2"]}
+    ]
     env = run_vmctl("pool", "env", POOL).stdout
     assert f"DOCKER_HOST=ssh://vmctl-{POOL}-1" in env
 

@@ -36,7 +36,7 @@ def test_network_lives_only_inside_the_namespace_with_no_way_out(runtime: dict[s
     routes = subprocess.run(["ip", "-n", ns, "route"], capture_output=True, text=True, check=True).stdout
     assert "default" not in routes
     links = [line.split(":")[1].strip().split("@")[0] for line in inside.splitlines()]
-    assert all(name == "lo" or name.startswith("vmctlbr") or name.startswith("vnet") for name in links), links
+    assert all(name == "lo" or name.startswith(("vmctlbr", "vnet")) for name in links), links
 
 
 def test_commands_find_the_runtime_without_connect(runtime: dict[str, Any]) -> None:
@@ -70,7 +70,9 @@ def test_stop_ends_exactly_what_start_started(runtime: dict[str, Any], tmp_path:
     """A second, separate runtime: start it, stop it, and find nothing of it left."""
     env = {**os.environ, "VMCTL_STATE_DIR": str(tmp_path), "VMCTL_NETNS": f"vmctl-stop-{os.getpid()}"}
     started = json.loads(
-        subprocess.run([*VMCTL, "hypervisor", "start", "--json"], env=env, capture_output=True, text=True, check=True).stdout
+        subprocess.run(
+            [*VMCTL, "hypervisor", "start", "--json"], env=env, capture_output=True, text=True, check=True
+        ).stdout
     )
     pids = [*started["pids"].values(), *started["children"]["network"]]
     assert all(_alive(pid) for pid in pids)
@@ -78,5 +80,7 @@ def test_stop_ends_exactly_what_start_started(runtime: dict[str, Any], tmp_path:
     assert not any(_alive(pid) for pid in pids)
     assert not Path("/run/netns", env["VMCTL_NETNS"]).exists()
     assert all(_alive(pid) for pid in runtime["pids"].values())  # the other runtime is untouched
-    stopped = subprocess.run([*VMCTL, "hypervisor", "status", "--json"], env=env, capture_output=True, text=True, check=True)
+    stopped = subprocess.run(
+        [*VMCTL, "hypervisor", "status", "--json"], env=env, capture_output=True, text=True, check=True
+    )
     assert json.loads(stopped.stdout)["running"] is False

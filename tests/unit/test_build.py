@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from vmctl.images.build import PART_START, configure_rootfs, mbr, mmdebstrap_argv
 from vmctl.errors import ImageError
+from vmctl.images.build import PART_START, configure_rootfs, mbr, mmdebstrap_argv
 from vmctl.images.catalog import Build
 
 RECIPE = Build(
@@ -82,7 +82,9 @@ def test_the_image_carries_the_fast_profile_units_inert(tmp_path: Path) -> None:
     assert "After=ssh.service" in late and "cloud-init init --local" in late
 
 
-def test_the_recipe_digest_follows_the_templates_the_build_installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_recipe_digest_follows_the_templates_the_build_installs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import vmctl.images.catalog as images
 
     (tmp_path / "image").mkdir()

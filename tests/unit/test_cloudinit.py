@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vmctl.guest.cloudinit import merge, parse_user_data, seed_data
 from vmctl.errors import ConfigError
+from vmctl.guest.cloudinit import merge, parse_user_data, seed_data
 from vmctl.guest.keys import KeyPair, check_public_key, fingerprint, generate, read_public_key
 from vmctl.guest.seed import read_seed, write_seed
 
@@ -17,9 +17,9 @@ KEY = KeyPair("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVAT
 
 
 def _seed(**kw: object) -> dict[str, object]:
-    args: dict[str, object] = dict(hostname="web", instance_id="iid-web-1", user="debian",
-                                   authorized_keys=["ssh-ed25519 AAAA client"], host_key=KEY,
-                                   mac="52:54:00:12:34:56")
+    args: dict[str, object] = {"hostname": "web", "instance_id": "iid-web-1", "user": "debian",
+                                   "authorized_keys": ["ssh-ed25519 AAAA client"], "host_key": KEY,
+                                   "mac": "52:54:00:12:34:56"}
     args.update(kw)
     data = seed_data(**args)  # type: ignore[arg-type]
     assert data.user_data.startswith("#cloud-config\n")
@@ -118,8 +118,14 @@ def test_public_key_files(tmp_path: Path) -> None:
 
 
 def test_seed_carries_what_an_ssh_login_needs_as_plain_files() -> None:
-    data = seed_data(hostname="web", instance_id="i", user="debian", authorized_keys=["ssh-ed25519 A a", "ssh-ed25519 B b"],
-                     host_key=KEY, mac="52:54:00:12:34:56")
+    data = seed_data(
+        hostname="web",
+        instance_id="i",
+        user="debian",
+        authorized_keys=["ssh-ed25519 A a", "ssh-ed25519 B b"],
+        host_key=KEY,
+        mac="52:54:00:12:34:56",
+    )
     files = data.files()
     assert files["vmctl-user"] == b"debian\n" and files["vmctl-hostname"] == b"web\n"
     assert files["vmctl-host-key"] == KEY.private.encode()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from vmctl._core.render import render
 from vmctl.engine.containers import tar_kind
 from vmctl.engine.debs import Deb, parse_simulation
-from vmctl.errors import ConfigError
 from vmctl.engine.install import METHODS, PACKAGES, daemon_json, steps
-from vmctl._core.render import render
+from vmctl.errors import ConfigError
 
 
 @pytest.mark.parametrize("method", METHODS)

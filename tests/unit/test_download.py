@@ -7,8 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -73,7 +73,9 @@ def test_wrong_checksum_is_an_error_and_leaves_nothing(definition: str, server: 
     assert vmctl.image_list() == []
 
 
-def test_cut_off_download_fails_then_resumes(definition: str, server: ImageServer, qcow2: bytes, isolated: Path) -> None:
+def test_cut_off_download_fails_then_resumes(
+    definition: str, server: ImageServer, qcow2: bytes, isolated: Path
+) -> None:
     half = len(qcow2) // 2
     server.served.cut_at = half
     with pytest.raises(vmctl.DownloadError, match="stopped after"):
@@ -113,9 +115,13 @@ def test_not_a_qcow2_is_refused(isolated: Path) -> None:
     assert cache_files(isolated) == []
 
 
-def test_concurrent_pulls_download_once_and_agree(definition: str, server: ImageServer, qcow2: bytes, isolated: Path) -> None:
+def test_concurrent_pulls_download_once_and_agree(
+    definition: str, server: ImageServer, qcow2: bytes, isolated: Path
+) -> None:
     cmd = [sys.executable, "-m", "vmctl.cli", "image", "pull", definition, "--json"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()) for _ in range(3)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()) for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     shas = {json.loads(out)["sha256"] for out, _ in outputs}
@@ -125,8 +131,9 @@ def test_concurrent_pulls_download_once_and_agree(definition: str, server: Image
 
 def test_cli_reports_a_bad_checksum_in_one_line_with_a_hint(definition: str, server: ImageServer) -> None:
     server.served.wrong_checksum = True
-    done = subprocess.run([sys.executable, "-m", "vmctl.cli", "image", "pull", definition],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "vmctl.cli", "image", "pull", definition], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith(("error:", "hint:"))]
     assert errors[0].startswith(f"error: {server.url}/disk.qcow2: sha512 is")

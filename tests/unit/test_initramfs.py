@@ -7,12 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from vmctl._core.render import render
 from vmctl.errors import ImageError
 from vmctl.images.catalog import CachedImage
-from vmctl.images.initramfs import MODULES, chardev, cpio_newc, directory, kernel_release, lean_entries, module_order, regular
+from vmctl.images.initramfs import (
+    MODULES,
+    chardev,
+    cpio_newc,
+    directory,
+    kernel_release,
+    lean_entries,
+    module_order,
+    regular,
+)
 from vmctl.machines.lifecycle import boot_for
 from vmctl.model.profiles import profile
-from vmctl._core.render import render
 from vmctl.model.spec import KernelBoot, MachineSpec
 
 # Lines from Debian 12's 6.1 cloud kernel's modules.dep.

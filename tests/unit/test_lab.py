@@ -7,8 +7,20 @@ from typing import Any
 import pytest
 
 from vmctl.errors import ConfigError
+from vmctl.lab.data import (
+    BOOT_TO_SSH,
+    PHASES,
+    cloud_init_blame,
+    comparison,
+    phases_of,
+    seconds,
+    stats,
+    summary,
+    systemd_blame,
+    systemd_time,
+    table,
+)
 from vmctl.lab.run import LabConfig
-from vmctl.lab.data import BOOT_TO_SSH, PHASES, cloud_init_blame, comparison, phases_of, seconds, stats, summary, systemd_blame, systemd_time, table
 from vmctl.model.profiles import profile
 from vmctl.model.spec import MachineSpec
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vmctl.errors import ConfigError, VmctlError
+from vmctl.errors import ConfigError, PoolError, VmctlError
 from vmctl.plan import load
-from vmctl.errors import PoolError
 from vmctl.swarm.pool import PoolSpec, _check, each, index_of
 
 

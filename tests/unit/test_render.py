@@ -11,8 +11,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from vmctl.model.record import METADATA_NS
 from vmctl.hypervisor.xml import domain_xml, network_xml, storage_pool_xml
+from vmctl.model.record import METADATA_NS
 from vmctl.model.spec import DiskBoot, DomainSpec, KernelBoot, NetworkChoice, NetworkSpec
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -23,9 +23,9 @@ KERNEL = KernelBoot(Path("/var/cache/vmctl/images/debian-12.vmlinuz"), Path("/va
 
 
 def _domain(**kw: object) -> DomainSpec:
-    base: dict[str, object] = dict(name="web", disk=M / "web.qcow2", serial_log=M / "web.serial.log",
-                                   seed=M / "web.seed.iso", mac="52:54:00:12:34:56",
-                                   metadata='{"spec": {"name": "web"}, "note": "<&>"}')
+    base: dict[str, object] = {"name": "web", "disk": M / "web.qcow2", "serial_log": M / "web.serial.log",
+                                   "seed": M / "web.seed.iso", "mac": "52:54:00:12:34:56",
+                                   "metadata": '{"spec": {"name": "web"}, "note": "<&>"}'}
     base.update(kw)
     return DomainSpec(**base)  # type: ignore[arg-type]
 

@@ -14,9 +14,9 @@ accelerator verdict (``accel.json``) and the VMs' disks (``machines/``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 
 
@@ -45,6 +45,15 @@ def state_dir() -> Path:
 def machines_dir() -> Path:
     """Where the VMs' disks, seeds, logs and locks live."""
     return state_dir() / "machines"
+
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+
+def debian_mirror(default: str = DEBIAN_MIRROR) -> str:
+    """The Debian mirror the host fetches from: ``$VMCTL_DEBIAN_MIRROR``, else ``default``
+    (an image definition's own mirror, or Debian's redirector)."""
+    return os.environ.get("VMCTL_DEBIAN_MIRROR") or default
 
 
 def data_dir(name: str) -> Path:

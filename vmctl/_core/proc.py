@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from pathlib import Path
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
 
-from ..errors import CommandError, VmctlError
+from ..errors import CommandError, MissingDependency, VmctlError
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,7 @@ def run(
             list(argv), capture_output=True, timeout=timeout, input=input, check=False, cwd=cwd
         )
     except FileNotFoundError as e:
-        raise VmctlError(
-            f"{what} failed: {argv[0]} is not installed",
-            hint="install it (make deps installs every package vmctl uses)",
-        ) from e
+        raise MissingDependency(f"{what} failed: {argv[0]} is not installed") from e
     except subprocess.TimeoutExpired as e:
         raise VmctlError(f"{what} did not finish in {timeout:.0f}s: {command}") from e
     result = CommandResult(

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import VmctlError
+from ..errors import MissingDependency, VmctlError
 from ..guest.ssh import SSHConnection
 
 try:
     import docker
     from docker.transport.sshconn import SSHHTTPAdapter
 except ImportError as _e:  # pragma: no cover - only without the optional dependency
-    raise VmctlError("the Docker SDK is not installed", hint="pip install 'vmctl[docker]' (or: pip install docker)") from _e
+    raise MissingDependency(
+        "the Docker SDK is not installed", hint="pip install 'vmctl[docker]' (or: pip install docker)"
+    ) from _e
 
 API_FLOOR = "1.41"  # Docker 20.10, Debian 12's docker.io
 
@@ -44,6 +46,8 @@ def client(guest: SSHConnection, timeout: int = 60) -> Any:
     try:
         sdk.api._version = sdk.api._retrieve_server_version()
     except docker.errors.DockerException as e:
-        raise VmctlError(f"{guest.endpoint.machine}: the Docker API did not answer: {e}",
-                         hint=f"'vmctl docker install {guest.endpoint.machine}'") from e
+        raise VmctlError(
+            f"{guest.endpoint.machine}: the Docker API did not answer: {e}",
+            hint=f"'vmctl docker install {guest.endpoint.machine}'",
+        ) from e
     return sdk

@@ -6,15 +6,33 @@ import io
 import secrets
 import tarfile
 import tempfile
+import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from ..errors import ConfigError, VmctlError
 from .._core.locks import replacing
-from ..machines.machine import Machine
+from .._core.paths import cache_dir
 from .._core.proc import run
+from ..errors import ConfigError, VmctlError
 
-BUSYBOX_APPLETS = ("sh", "true", "false", "echo", "cat", "ls", "sleep", "hostname", "uname", "date", "env", "wget", "nc")
+if TYPE_CHECKING:  # engine sits below machines: a Machine is only ever passed in
+    from ..machines.machine import Machine
+
+BUSYBOX_APPLETS = (
+    "sh",
+    "true",
+    "false",
+    "echo",
+    "cat",
+    "ls",
+    "sleep",
+    "hostname",
+    "uname",
+    "date",
+    "env",
+    "wget",
+    "nc",
+)
 
 
 def tar_kind(path: Path) -> str:
@@ -36,7 +54,12 @@ def busybox_rootfs(out: Path) -> Path:
 
 def _busybox_tar(f: BinaryIO) -> None:
     with tempfile.TemporaryDirectory(prefix="vmctl-busybox-") as tmp:
-        run(["apt-get", "download", "busybox-static"], what="apt-get download busybox-static", timeout=300, cwd=Path(tmp))
+        run(
+            ["apt-get", "download", "busybox-static"],
+            what="apt-get download busybox-static",
+            timeout=300,
+            cwd=Path(tmp),
+        )
         deb = next(Path(tmp).glob("busybox-static_*.deb"))
         run(["dpkg-deb", "-x", str(deb), f"{tmp}/x"], what="dpkg-deb -x")
         binary = (Path(tmp) / "x/bin/busybox").read_bytes()
@@ -77,8 +100,10 @@ def load(machine: Machine, archive: Path, tag: str | None = None) -> list[str]:
     finally:
         machine.run(["rm", "-f", remote], timeout=60)
     if result.rc != 0:
-        raise VmctlError(f"{machine.name}: loading {archive.name} failed: {result.tail()}",
-                         hint=f"is Docker installed? 'vmctl docker install {machine.name}'")
+        raise VmctlError(
+            f"{machine.name}: loading {archive.name} failed: {result.tail()}",
+            hint=f"is Docker installed? 'vmctl docker install {machine.name}'",
+        )
     return loaded
 
 
@@ -90,8 +115,9 @@ HOST_LAB_IMAGE = "vmctl/busybox:lab"
 def host_engine() -> tuple[str | None, str]:
     """(the host engine's version, '') if a Docker Engine answers here, else (None, why not)."""
     try:
-        result = run(["docker", "version", "--format", "{{.Server.Version}}"], what="docker version",
-                     timeout=20, check=False)
+        result = run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], what="docker version", timeout=20, check=False
+        )
     except VmctlError as e:
         return None, e.message
     if not result.ok:
@@ -101,8 +127,6 @@ def host_engine() -> tuple[str | None, str]:
 
 def busybox_cached() -> Path:
     """The busybox root filesystem tar, made once and kept in vmctl's cache."""
-    from .._core.paths import cache_dir
-
     out = cache_dir() / "containers" / "busybox-rootfs.tar"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -112,15 +136,19 @@ def busybox_cached() -> Path:
 
 def time_on_host(n: int) -> list[float]:
     """Seconds for each of ``n`` ``docker run --rm`` of a local busybox image on the host's engine."""
-    import time
-
     if not run(["docker", "image", "inspect", HOST_LAB_IMAGE], what="docker image inspect", check=False).ok:
-        run(["docker", "import", "-c", 'CMD ["/bin/sh"]', str(busybox_cached()), HOST_LAB_IMAGE],
-            what=f"docker import {HOST_LAB_IMAGE}", timeout=300)
+        run(
+            ["docker", "import", "-c", 'CMD ["/bin/sh"]', str(busybox_cached()), HOST_LAB_IMAGE],
+            what=f"docker import {HOST_LAB_IMAGE}",
+            timeout=300,
+        )
     times = []
     for _ in range(n):
         started = time.monotonic()
-        run(["docker", "run", "--rm", "--network", "none", HOST_LAB_IMAGE, "true"],
-            what=f"docker run --rm {HOST_LAB_IMAGE}", timeout=120)
+        run(
+            ["docker", "run", "--rm", "--network", "none", HOST_LAB_IMAGE, "true"],
+            what=f"docker run --rm {HOST_LAB_IMAGE}",
+            timeout=120,
+        )
         times.append(round(time.monotonic() - started, 3))
     return times

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import VmctlError
 from .._core.locks import file_lock
 from .._core.proc import run
+from ..errors import MissingDependency, VmctlError
 
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 LISTS_MAX_AGE = 24 * 3600
@@ -66,7 +66,7 @@ class AptRoot:
         for d in (self.root / "lists/partial", self.root / "state", self.root / "cache", self.archives / "partial"):
             d.mkdir(parents=True, exist_ok=True)
         if not KEYRING.exists():
-            raise VmctlError(f"{KEYRING} is missing", hint="apt-get install debian-archive-keyring")
+            raise MissingDependency(f"{KEYRING} is missing", hint="apt-get install debian-archive-keyring")
         (self.root / "sources.list").write_text(f"deb [signed-by={KEYRING}] {self.mirror} {self.suite} main\n")
 
     def update(self, status: Path) -> None:

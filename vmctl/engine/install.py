@@ -21,15 +21,16 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from .debs import AptRoot
-from ..errors import ConfigError, DockerInstallError, VmctlError
-from ..machines.machine import Machine
-from .._core.paths import cache_dir
+from .._core.paths import cache_dir, debian_mirror
 from .._core.progress import NoProgress, Progress
 from .._core.render import render
+from ..errors import ConfigError, DockerInstallError
+from .debs import AptRoot
+
+if TYPE_CHECKING:  # engine sits below machines: a Machine is only ever passed in
+    from ..machines.machine import Machine
 
 Method = Literal["offline", "distro", "docker-ce"]
 METHODS: tuple[str, ...] = ("offline", "distro", "docker-ce")
@@ -68,7 +69,10 @@ def steps(method: Method, user: str, live_restore: bool = True, os_id: str = "de
     middle: tuple[str, dict[str, object]] = {
         "offline": ("install-offline", {"dir": offline_dir}),
         "distro": ("install-distro", {"packages": PACKAGES}),
-        "docker-ce": ("install-docker-ce", {"repo": f"{DOCKER_CE_REPO}/{os_id}", "codename": codename, "arch": "amd64"}),
+        "docker-ce": (
+            "install-docker-ce",
+            {"repo": f"{DOCKER_CE_REPO}/{os_id}", "codename": codename, "arch": "amd64"},
+        ),
     }[method]  # type: ignore[assignment]
     return [
         ("prepare", script("prepare", daemon_json=daemon_json(live_restore))),
@@ -87,8 +91,10 @@ def _sudo(machine: Machine, step: str, text: str, timeout: float = 1800) -> str:
 def is_ready(machine: Machine, live_restore: bool = True) -> str | None:
     """The engine version if Docker is installed, configured as vmctl wants, and runs containers."""
     want = daemon_json(live_restore)
-    check = (f"cmp -s /etc/docker/daemon.json - && docker info --format '{{{{.ServerVersion}}}}' "
-             f"&& docker run --rm --network none {CHECK_IMAGE} true")
+    check = (
+        f"cmp -s /etc/docker/daemon.json - && docker info --format '{{{{.ServerVersion}}}}' "
+        f"&& docker run --rm --network none {CHECK_IMAGE} true"
+    )
     result = machine.run(["sudo", "sh", "-c", check], stdin=(want + "\n").encode(), timeout=120)
     if result.rc != 0:
         return None
@@ -107,8 +113,9 @@ def guest_release(machine: Machine) -> tuple[str, str]:
     return fields.get("ID", "debian").strip('"'), fields.get("VERSION_CODENAME", "bookworm").strip('"')
 
 
-def install(machine: Machine, method: Method | None = None, live_restore: bool = True,
-            progress: Progress = NoProgress()) -> DockerResult:
+def install(
+    machine: Machine, method: Method | None = None, live_restore: bool = True, progress: Progress = NoProgress()
+) -> DockerResult:
     """Make ``machine`` a working Docker host; a ready one is left untouched."""
     started = time.monotonic()
     if method is not None and method not in METHODS:
@@ -139,8 +146,7 @@ def _push_packages(machine: Machine, codename: str, progress: Progress) -> int:
     status.parent.mkdir(parents=True, exist_ok=True)
     try:
         machine.get("/var/lib/dpkg/status", status)
-        mirror = os.environ.get("VMCTL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-        files = AptRoot(cache, codename, mirror).fetch(status, PACKAGES)
+        files = AptRoot(cache, codename, debian_mirror()).fetch(status, PACKAGES)
     finally:
         status.unlink(missing_ok=True)
     if not files:

@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
+from .._core.render import render
 from ..errors import ConfigError
 from .keys import KeyPair
-from .._core.render import render
 
 # Keys that would break the pinned host key if user-data changed them.
 RESERVED = ("ssh_keys", "ssh_genkeytypes", "ssh_deletekeys")

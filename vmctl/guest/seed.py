@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pycdlib
 
-from .cloudinit import SeedData
 from .._core.locks import replacing
+from .cloudinit import SeedData
 
 SEED_FILE_MODE = 0o100400  # a regular file, read by root only
 

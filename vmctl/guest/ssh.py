@@ -12,16 +12,16 @@ import select
 import shlex
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import paramiko
 
 from .._core import netns
-from ..errors import HostKeyMismatch, SSHError, VmctlError, WaitTimeout
-from .keys import fingerprint
 from .._core.proc import CommandResult
+from ..errors import HostKeyMismatch, SSHError, WaitTimeout
+from .keys import fingerprint
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class SSHConnection:
         self.connect_timeout = connect_timeout
         self._client: paramiko.SSHClient | None = None
 
-    def __enter__(self) -> "SSHConnection":
+    def __enter__(self) -> SSHConnection:
         return self
 
     def __exit__(self, *exc: object) -> None:

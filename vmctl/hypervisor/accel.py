@@ -18,11 +18,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import ProbeError
 from .._core.locks import file_lock
 from .._core.paths import cache_dir, state_dir
+from .._core.poll import Look, wait_for
 from .._core.proc import run
 from .._core.progress import NoProgress, Progress
+from ..errors import ProbeError, WaitTimeout
 
 QEMU = "qemu-system-x86_64"
 # Lines a kernel prints only once it has fully initialised.
@@ -79,18 +80,21 @@ def probe(accel: str, kernel: Path, timeout: float = 20) -> ProbeResult:
 
 
 def _watch(accel: str, proc: subprocess.Popen[bytes], serial: Path, started: float, timeout: float) -> ProbeResult:
-    while True:
+    def outcome(look: Look) -> ProbeResult | None:
         text = serial.read_text(errors="replace") if serial.exists() else ""
-        elapsed = time.monotonic() - started
+        elapsed = round(look.elapsed, 2)
         if reached := [line for line in text.splitlines() if any(m in line for m in REACHED)]:
-            return ProbeResult(accel, True, round(elapsed, 2), reached[0].strip()[:200])
+            return ProbeResult(accel, True, elapsed, reached[0].strip()[:200])
         if proc.poll() is not None:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            return ProbeResult(accel, False, round(elapsed, 2), _last_line(err or text) or f"exit {proc.returncode}")
-        if elapsed > timeout:
-            seen = _last_line(text) or "no output on the serial console"
-            return ProbeResult(accel, False, round(elapsed, 2), f"hung: {seen}")
-        time.sleep(0.1)
+            return ProbeResult(accel, False, elapsed, _last_line(err or text) or f"exit {proc.returncode}")
+        look.seen = _last_line(text) or "no output on the serial console"
+        return None
+
+    try:
+        return wait_for(f"the probe kernel under {accel}", outcome, timeout, interval=0.1, since=started)
+    except WaitTimeout as e:
+        return ProbeResult(accel, False, round(time.monotonic() - started, 2), f"hung: {e.seen}")
 
 
 def _last_line(text: str) -> str:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import WaitTimeout
+from .._core.poll import Look, wait_for
 
 # What the console shows at each milestone of a Debian boot, in order.
 MILESTONES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -53,12 +53,11 @@ class BootWatch:
         return text
 
     def wait_for(self, milestone: str, timeout: float, interval: float = 0.25) -> dict[str, float]:
-        deadline = self.started + timeout
-        while True:
-            text = self.poll()
-            if milestone in self.seen:
-                return dict(self.seen)
-            if time.monotonic() > deadline:
-                last = tail(text, 1)
-                raise WaitTimeout(f"the {milestone} milestone on the serial console", timeout, last[0] if last else "")
-            time.sleep(interval)
+        """Wait until ``milestone`` shows, ``timeout`` seconds from the watch's start."""
+
+        def shown(_: Look) -> dict[str, float] | None:
+            self.poll()
+            return dict(self.seen) if milestone in self.seen else None
+
+        return wait_for(f"the {milestone} milestone on the serial console", shown, timeout,
+                        interval=interval, since=self.started, describe=lambda: "".join(tail(read(self.path), 1)))

@@ -6,10 +6,11 @@ libvirt errors are translated into :class:`HypervisorError` at this boundary.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from ..errors import ConfigError, HypervisorError
+from ..errors import HypervisorError, NoSuchMachine
 
 try:
     import libvirt
@@ -50,7 +51,7 @@ def _version(number: int) -> str:
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
 
-def _active(dom: "libvirt.virDomain") -> bool:
+def _active(dom: libvirt.virDomain) -> bool:
     """Whether the domain runs; a transient one that stopped is gone, so not active."""
     try:
         return bool(dom.isActive())
@@ -75,7 +76,7 @@ class Hypervisor:
                 hint="start vmctl's runtime with 'vmctl hypervisor start', or check --connect",
             ) from e
 
-    def __enter__(self) -> "Hypervisor":
+    def __enter__(self) -> Hypervisor:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -90,7 +91,7 @@ class Hypervisor:
             self._conn = None
 
     @property
-    def conn(self) -> "libvirt.virConnect":
+    def conn(self) -> libvirt.virConnect:
         if self._conn is None:
             raise HypervisorError(f"connection to {self.uri} is closed")
         return self._conn
@@ -262,13 +263,11 @@ class Hypervisor:
     def xml(self, name: str) -> str:
         return str(self._domain(name).XMLDesc(0))
 
-    def _domain(self, name: str) -> "libvirt.virDomain":
+    def _domain(self, name: str) -> libvirt.virDomain:
         try:
             return self.conn.lookupByName(name)
         except libvirt.libvirtError as e:
-            raise ConfigError(
-                f"no VM named {name!r} on {self.uri}", hint="'vmctl ls' lists the VMs"
-            ) from e
+            raise NoSuchMachine(name, self.uri) from e
 
     @staticmethod
     def _call(fn: Any, *args: Any, what: str) -> Any:

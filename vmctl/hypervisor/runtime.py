@@ -14,15 +14,16 @@ import json
 import os
 import shlex
 import signal
-import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import RuntimeStateError
 from .._core.locks import file_lock
 from .._core.paths import RuntimePaths, runtime_paths
+from .._core.poll import Look, wait_for
 from .._core.proc import run
 from .._core.render import render
+from ..errors import RuntimeStateError, WaitTimeout
 
 DAEMONS = ("virtlogd", "libvirtd")
 DEFAULT_NETNS = "vmctl"
@@ -171,18 +172,19 @@ class Runtime:
         )
 
     def _wait_ready(self, timeout: float) -> RuntimeStatus:
-        deadline = time.monotonic() + timeout
-        while True:
+        def running(look: Look) -> RuntimeStatus | None:
             status = self.status()
-            if status.running:
-                self.paths.state_file.write_text(json.dumps(status.to_dict(), indent=2))
-                return status
-            if time.monotonic() > deadline:
-                raise RuntimeStateError(
-                    f"libvirtd did not come up in {timeout:.0f}s (pids {status.pids})",
-                    hint=f"see {self.paths.log}/libvirtd.log",
-                )
-            time.sleep(0.2)
+            look.seen = f"pids {status.pids}"
+            return status if status.running else None
+
+        try:
+            status = wait_for("libvirtd", running, timeout)
+        except WaitTimeout as e:
+            raise RuntimeStateError(
+                f"libvirtd did not come up in {timeout:.0f}s ({e.seen})", hint=f"see {self.paths.log}/libvirtd.log",
+            ) from e
+        self.paths.state_file.write_text(json.dumps(status.to_dict(), indent=2))
+        return status
 
     def _children(self, kind: str) -> list[tuple[int, Path]]:
         """Processes libvirtd started for us (QEMU guests, network dnsmasq), by PID file."""
@@ -212,15 +214,20 @@ def _terminate(pid: int | None, grace: float = 10) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace
-    while _exists(pid):
-        if time.monotonic() > deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            deadline += grace
-        time.sleep(0.05)
+    def gone(_: Look) -> bool:
+        return not _exists(pid)
+
+    try:
+        wait_for(f"process {pid} to exit after SIGTERM", gone, grace, interval=0.05)
+        return
+    except WaitTimeout:
+        pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    with suppress(WaitTimeout):  # a process stuck in the kernel (D state): we did what we could
+        wait_for(f"process {pid} to exit after SIGKILL", gone, grace, interval=0.05)
 
 
 def _exists(pid: int) -> bool:

@@ -12,17 +12,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
-from ..hypervisor.disks import create_overlay
-from ..errors import ImageError, WaitTimeout
-from ..hypervisor.driver import Hypervisor
-from .catalog import CachedImage
 from .._core.progress import NoProgress, Progress
-from ..hypervisor.xml import domain_xml
+from ..errors import ImageError, WaitTimeout
 from ..hypervisor.console import BootWatch, read, tail
+from ..hypervisor.disks import create_overlay
+from ..hypervisor.driver import Hypervisor
+from ..hypervisor.xml import domain_xml
 from ..model.spec import BootMode, DiskBoot, DomainSpec, KernelBoot
-
-
+from .catalog import CachedImage
 
 
 @dataclass(frozen=True)

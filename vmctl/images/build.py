@@ -12,18 +12,19 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from .download import file_digest
-from ..errors import ImageError
-from .catalog import BOOT_FILES, Build, Cache, CachedImage, new_record, recipe_digest
-from .initramfs import build_lean
 from .._core.locks import file_lock
+from .._core.paths import debian_mirror
 from .._core.proc import run
 from .._core.progress import NoProgress, Progress
 from .._core.render import render
+from ..errors import ImageError
+from .catalog import BOOT_FILES, Build, Cache, CachedImage, new_record, recipe_digest
+from .download import file_digest
+from .initramfs import build_lean
 
 SECTOR = 512
 PART_START = 2048  # sectors: 1 MiB, where every partitioning tool puts it
@@ -196,8 +197,7 @@ def _build_in(
 ) -> CachedImage:
     rootfs, raw = workdir / "rootfs", workdir / "disk.raw"
     progress.phase("bootstrapping with mmdebstrap")
-    mirror = os.environ.get("VMCTL_DEBIAN_MIRROR")
-    run(mmdebstrap_argv(recipe, rootfs, mirror), what="mmdebstrap", timeout=3600)
+    run(mmdebstrap_argv(recipe, rootfs, debian_mirror(recipe.mirror)), what="mmdebstrap", timeout=3600)
     progress.phase("configuring")
     configure_rootfs(rootfs, recipe)
     kernel, initrd = boot_files(rootfs)

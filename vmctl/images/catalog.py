@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError, ImageError
 from .._core.locks import replacing
 from .._core.paths import cache_dir, data_dir
+from ..errors import ConfigError, ImageError
 from ..model.spec import check_name
 
 

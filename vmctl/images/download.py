@@ -16,11 +16,11 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import urlparse
 
-from ..errors import ChecksumError, DownloadError, ImageError
-from .catalog import Cache, CachedImage, Download, new_record, recipe_digest
 from .._core.locks import file_lock
 from .._core.proc import run
 from .._core.progress import NoProgress, Progress
+from ..errors import ChecksumError, DownloadError, ImageError
+from .catalog import Cache, CachedImage, Download, new_record, recipe_digest
 
 CHUNK = 1 << 20
 _GNU = re.compile(r"^([0-9a-fA-F]{32,128})\s+\*?(.+)$")

@@ -17,12 +17,12 @@ from __future__ import annotations
 import gzip
 import lzma
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from ..errors import ImageError
 from .._core.render import render
+from ..errors import ImageError
 
 # What a vmctl VM needs before its root filesystem is mounted, and just after:
 # the root disk and the NoCloud seed are virtio disks, the root filesystem is

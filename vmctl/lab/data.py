@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # The milestones of a VM's boot, in the order they happen.
 PHASES = (

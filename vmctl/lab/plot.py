@@ -21,10 +21,14 @@ def require_matplotlib() -> None:
 
 def check_result(result: Any, source: str) -> dict[str, Any]:
     """``result`` if it looks like ``vmctl lab boot``'s JSON, else a ConfigError naming ``source``."""
-    missing = [k for k in ("accel", "config", "summary", "containers") if not isinstance(result, dict) or k not in result]
+    missing = [
+        k for k in ("accel", "config", "summary", "containers") if not isinstance(result, dict) or k not in result
+    ]
     if missing:
-        raise ConfigError(f"{source} is not a result of 'vmctl lab boot' (no {', '.join(missing)})",
-                          hint="pass the file written by 'vmctl lab boot --json FILE'")
+        raise ConfigError(
+            f"{source} is not a result of 'vmctl lab boot' (no {', '.join(missing)})",
+            hint="pass the file written by 'vmctl lab boot --json FILE'",
+        )
     return dict(result)
 
 
@@ -32,8 +36,10 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(label, phase summary) per profile of every result; one accelerator only."""
     accels = {r["accel"] for r in results}
     if len(accels) > 1:
-        raise ConfigError(f"these results mix accelerators ({', '.join(sorted(accels))})",
-                          hint="chart KVM and TCG results separately: their numbers do not compare")
+        raise ConfigError(
+            f"these results mix accelerators ({', '.join(sorted(accels))})",
+            hint="chart KVM and TCG results separately: their numbers do not compare",
+        )
     rows = []
     for i, result in enumerate(results):
         for profile, phases in result["summary"].items():
@@ -63,10 +69,13 @@ def plot(results: list[dict[str, Any]]) -> bytes:
     rows, extras = _rows(results), _extras(results)
     fig = Figure(figsize=(12, 3 + 0.55 * (len(rows) + len(rows) + len(extras))))
     FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [max(1, len(rows)),
-                                                                    max(1, len(rows) + len(extras))]})
-    fig.suptitle(f"VM boot versus container start ({results[0]['accel'].upper()}, "
-                 f"median of {results[0]['config']['runs']} run(s) per profile)")
+    top, bottom = fig.subplots(
+        2, 1, gridspec_kw={"height_ratios": [max(1, len(rows)), max(1, len(rows) + len(extras))]}
+    )
+    fig.suptitle(
+        f"VM boot versus container start ({results[0]['accel'].upper()}, "
+        f"median of {results[0]['config']['runs']} run(s) per profile)"
+    )
     _waterfall(top, rows)
     _log_bars(bottom, rows, extras)
     fig.tight_layout()
@@ -77,19 +86,30 @@ def plot(results: list[dict[str, Any]]) -> bytes:
 
 def _waterfall(ax: Any, rows: list[tuple[str, dict[str, Any]]]) -> None:
     seen: set[str] = set()
-    for y, (label, phases) in enumerate(rows):
+    for y, (_label, phases) in enumerate(rows):
         start = 0.0
-        for colour, phase in zip(COLOURS, PHASES):
+        for colour, phase in zip(COLOURS, PHASES, strict=True):
             if phase not in phases:
                 continue
             end = float(phases[phase]["median"])
-            ax.barh(y, max(end - start, 0.0), left=start, color=colour, edgecolor="white",
-                    label=None if phase in seen else LABELS[phase])
+            ax.barh(
+                y,
+                max(end - start, 0.0),
+                left=start,
+                color=colour,
+                edgecolor="white",
+                label=None if phase in seen else LABELS[phase],
+            )
             seen.add(phase)
             start = max(start, end)
         if BOOT_TO_SSH in phases:
-            ax.text(start + 0.5, y, f"SSH login at {phases['ssh_login']['median']:.1f}s, done at {start:.1f}s",
-                    va="center", fontsize=9)
+            ax.text(
+                start + 0.5,
+                y,
+                f"SSH login at {phases['ssh_login']['median']:.1f}s, done at {start:.1f}s",
+                va="center",
+                fontsize=9,
+            )
     ax.set_yticks(range(len(rows)), [label for label, _ in rows])
     ax.invert_yaxis()
     ax.set_title("Where a boot's time goes (median per phase)", fontsize=10, loc="left")
@@ -105,14 +125,17 @@ def _log_bars(ax: Any, rows: list[tuple[str, dict[str, Any]]], extras: list[tupl
     for y, (label, s) in enumerate(bars):
         median = float(s["median"])
         ax.barh(y, median, color="#1e88e5" if "boot" in label else "#43a047")
-        ax.errorbar(median, y, xerr=[[median - float(s["min"])], [float(s["max"]) - median]], color="black",
-                    capsize=3, lw=1)
+        ax.errorbar(
+            median, y, xerr=[[median - float(s["min"])], [float(s["max"]) - median]], color="black", capsize=3, lw=1
+        )
         ax.text(float(s["max"]) * 1.15, y, f"{median:.2f}s", va="center", fontsize=9)
     ax.set_yticks(range(len(bars)), [label for label, _ in bars])
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlim(min(0.1, min(float(s["min"]) for _, s in bars) / 2) if bars else 0.1,
-                max(100.0, max(float(s["max"]) for _, s in bars) * 3) if bars else 100.0)
+    ax.set_xlim(
+        min(0.1, min(float(s["min"]) for _, s in bars) / 2) if bars else 0.1,
+        max(100.0, max(float(s["max"]) for _, s in bars) * 3) if bars else 100.0,
+    )
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}s"))
     ax.set_title("VM to a shell versus a container", fontsize=10, loc="left")
     ax.set_xlabel("seconds, log scale (bar: median; whiskers: min to max)")

@@ -21,18 +21,18 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._core.progress import NoProgress, Progress
 from ..engine import containers
-from . import data as labdata
-from ..hypervisor.accel import accelerator
+from ..engine.install import CHECK_IMAGE
 from ..errors import ConfigError, VmctlError
+from ..hypervisor.accel import accelerator, qemu_version
+from ..hypervisor.console import BootWatch
 from ..images.catalog import Cache
 from ..machines.lifecycle import Timeline, boot_for, up
 from ..machines.machine import Machine
 from ..model.profiles import PROFILES, check_profile
-from ..engine.install import CHECK_IMAGE
-from .._core.progress import NoProgress, Progress
-from ..hypervisor.console import BootWatch
 from ..model.spec import MachineSpec, check_name, check_range
+from . import data as labdata
 
 if TYPE_CHECKING:
     from ..machines.host import Host
@@ -85,7 +85,7 @@ class _ConsoleWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> "_ConsoleWatch":
+    def __enter__(self) -> _ConsoleWatch:
         self._thread.start()
         return self
 
@@ -99,7 +99,7 @@ class _ConsoleWatch:
             self.watch.poll()
 
 
-def run_lab(host: "Host", config: LabConfig, progress: Progress = NoProgress(), command: str = "") -> dict[str, Any]:
+def run_lab(host: Host, config: LabConfig, progress: Progress = NoProgress(), command: str = "") -> dict[str, Any]:
     """Run the lab and return its result (see ``docs/lab.md`` for the fields).
 
     ``command`` is recorded as the command line that reproduces the result.
@@ -142,7 +142,7 @@ def run_lab(host: "Host", config: LabConfig, progress: Progress = NoProgress(), 
     return result
 
 
-def _one_run(host: "Host", config: LabConfig, profile: str, name: str,
+def _one_run(host: Host, config: LabConfig, profile: str, name: str,
              progress: Progress) -> tuple[dict[str, Any], dict[str, str]]:
     spec = MachineSpec(name, image=config.image, cpus=config.cpus, memory_mib=config.memory_mib,
                        profile=profile, docker=config.docker)
@@ -200,7 +200,7 @@ def _vm_containers(machine: Machine, n: int) -> list[float]:
     return [round(int(us) / 1e6, 3) for us in result.stdout.split()]
 
 
-def _warm_start(host: "Host", machine: Machine) -> dict[str, float]:
+def _warm_start(host: Host, machine: Machine) -> dict[str, float]:
     """Managed-save the running VM, then time its restore up to an SSH login."""
     machine.close()
     host.hv.managed_save(machine.name)
@@ -227,9 +227,7 @@ def _host_containers(n: int, progress: Progress) -> dict[str, Any]:
     return {**_container_result(containers.time_on_host(n), ""), "engine": engine}
 
 
-def _host_facts(host: "Host") -> dict[str, Any]:
-    from ..hypervisor.accel import qemu_version
-
+def _host_facts(host: Host) -> dict[str, Any]:
     info = host.hv.info()
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.machine())

@@ -13,16 +13,16 @@ import os
 import shutil
 from pathlib import Path
 
-from ..hypervisor.disks import backing_file
-from ..images.download import file_digest
-from ..errors import ImageError
-from ..images.catalog import BOOT_FILES, Cache, CachedImage, new_record
 from .._core.locks import file_lock
-from .machine import Machine
 from .._core.proc import run
 from .._core.progress import NoProgress, Progress
 from .._core.render import render
+from ..errors import ImageError
+from ..hypervisor.disks import backing_file
+from ..images.catalog import BOOT_FILES, Cache, CachedImage, new_record
+from ..images.download import file_digest
 from ..model.spec import check_name
+from .machine import Machine
 
 
 def bake(machine: Machine, new: str, cache: Cache | None = None, progress: Progress = NoProgress()) -> CachedImage:
@@ -37,9 +37,13 @@ def bake(machine: Machine, new: str, cache: Cache | None = None, progress: Progr
     cache.root.mkdir(parents=True, exist_ok=True)
     with file_lock(cache.lock_path(new)):
         if cache.get(new) is not None:
-            raise ImageError(f"image {new!r} already exists", hint=f"'vmctl image rm {new}' first, or pick another name")
+            raise ImageError(
+                f"image {new!r} already exists", hint=f"'vmctl image rm {new}' first, or pick another name"
+            )
         progress.phase("generalising the guest")
-        result = machine.run("sudo bash -s", stdin=render("bake/generalize.sh.j2", user=machine.user).encode(), timeout=600)
+        result = machine.run(
+            "sudo bash -s", stdin=render("bake/generalize.sh.j2", user=machine.user).encode(), timeout=600
+        )
         if result.rc != 0:
             raise ImageError(f"generalising {machine.name} failed (exit {result.rc}): {result.tail()}")
         progress.phase("shutting down")
@@ -52,8 +56,9 @@ def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> C
     tmp = cache.root / f".bake-{new}-{os.getpid()}.qcow2"
     made: list[Path] = []  # new files, removed again unless the record is published
     try:
-        run(["qemu-img", "convert", "-O", "qcow2", machine.record.disk, str(tmp)],
-            what="qemu-img convert", timeout=1800)
+        run(
+            ["qemu-img", "convert", "-O", "qcow2", machine.record.disk, str(tmp)], what="qemu-img convert", timeout=1800
+        )
         sha256 = file_digest(tmp, "sha256")
         disk = cache.versioned(new, sha256, "qcow2")
         extra: dict[str, str] = {}
@@ -65,9 +70,16 @@ def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> C
                 extra[kind] = str(target)
         made += [] if disk.exists() else [disk]
         tmp.replace(disk)
-        record = new_record(new, disk, sha256, "bake", user=parent.user, kernel_cmdline=parent.kernel_cmdline,
-                            extra={"parent": parent.name, "parent_sha256": parent.sha256, "from_vm": machine.name},
-                            **extra)
+        record = new_record(
+            new,
+            disk,
+            sha256,
+            "bake",
+            user=parent.user,
+            kernel_cmdline=parent.kernel_cmdline,
+            extra={"parent": parent.name, "parent_sha256": parent.sha256, "from_vm": machine.name},
+            **extra,
+        )
         published = cache.publish(record)
         made.clear()
         return published

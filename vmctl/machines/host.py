@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from .._core.paths import machines_dir
-from ..hypervisor.runtime import resolve_uri
-from ..errors import ConfigError
-from ..hypervisor.driver import Hypervisor
-from ..guest.keys import client_key
 from .._core.locks import file_lock
-from .machine import Machine, not_managed
-from .._core.paths import state_dir
-from ..model.record import Record
-from ..model.record import METADATA_NS
-from ..model.spec import DEFAULT_NETWORK, NetworkSpec
+from .._core.paths import machines_dir, state_dir
+from .._core.progress import NoProgress, Progress
+from ..errors import NoSuchMachine, NotManaged
+from ..guest.keys import client_key
+from ..hypervisor.driver import Hypervisor
+from ..hypervisor.runtime import Runtime, resolve_uri
 from ..hypervisor.xml import network_xml, storage_pool_xml
-from ..hypervisor.runtime import Runtime
+from ..model.record import METADATA_NS, Record
+from ..model.spec import DEFAULT_NETWORK, MachineSpec, NetworkSpec
+from .lifecycle import Timeline, Timeouts, up
+from .machine import Machine
 
 STORAGE_POOL = "vmctl"  # the libvirt storage pool over the machines directory
 
@@ -47,7 +46,7 @@ class Host:
         self.dir = machines_dir()
         self._client_key: Path | None = None
 
-    def __enter__(self) -> "Host":
+    def __enter__(self) -> Host:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -76,10 +75,10 @@ class Host:
     def get(self, name: str) -> Machine:
         """The vmctl VM called ``name``; a :class:`ConfigError` if there is none."""
         if not self.hv.exists(name):
-            raise ConfigError(f"no VM named {name!r} on {self.uri}", hint="'vmctl ls' lists the VMs")
+            raise NoSuchMachine(name, self.uri)
         record = self.record(name)
         if record is None:
-            raise not_managed(name, self.uri)
+            raise NotManaged(name, self.uri)
         return Machine(self, name, record)
 
     def list(self) -> list[Machine]:
@@ -98,7 +97,7 @@ class Host:
         removed = []
         if self.hv.exists(name):
             if self.record(name) is None:
-                raise not_managed(name, self.uri)
+                raise NotManaged(name, self.uri)
             self.hv.power_off(name)
             self.hv.undefine(name)
             removed.append(f"domain {name}")
@@ -115,11 +114,18 @@ class Host:
             removed = self.delete_unlocked(name)
         return [r for r in removed if not r.endswith(".lock")]  # the lock was made just now
 
-    def up(self, spec: "MachineSpec", **options: object) -> Machine:
-        """Create and boot a VM from ``spec`` (see :func:`vmctl.lifecycle.up`)."""
-        from .lifecycle import up
+    def up(
+        self,
+        spec: MachineSpec,
+        progress: Progress = NoProgress(),
+        keep_on_failure: bool = False,
+        timeouts: Timeouts | None = None,
+        timeline: Timeline | None = None,
+    ) -> Machine:
+        """Create, boot and provision VM ``spec.name`` (see :func:`vmctl.machines.lifecycle.up`).
 
-        return up(self, spec, **options)  # type: ignore[arg-type]
-
-
-from ..model.spec import MachineSpec  # noqa: E402  (for the annotation above)
+        An identical existing VM is returned as it is (started if it was off); one
+        with a different spec is refused. A failed ``up`` removes what it made,
+        unless ``keep_on_failure``, and raises :class:`~vmctl.errors.PhaseError`.
+        """
+        return up(self, spec, progress, keep_on_failure, timeouts, timeline)

@@ -10,26 +10,29 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from ..hypervisor.accel import accelerator
-from ..images.boottest import boot_spec
-from ..guest.cloudinit import parse_user_data, seed_data
-from ..hypervisor.disks import create_overlay
-from ..errors import ConfigError, ImageError, PhaseError, VmctlError, WaitTimeout
-from ..images.catalog import Cache, CachedImage
-from ..guest.keys import generate
 from .._core.locks import file_lock
-from .machine import POLL, Machine
-from ..model.profiles import profile
+from .._core.poll import Look, wait_for
 from .._core.progress import NoProgress, Progress
-from ..model.record import Record
-from ..hypervisor.xml import domain_xml
+from ..engine.install import install
+from ..errors import CloudInitError, ConfigError, ImageError, PhaseError, VmctlError
+from ..guest.cloudinit import parse_user_data, seed_data
+from ..guest.keys import generate
 from ..guest.seed import write_seed
+from ..hypervisor.accel import accelerator
 from ..hypervisor.console import read, tail
+from ..hypervisor.disks import create_overlay
+from ..hypervisor.xml import domain_xml
+from ..images.boottest import boot_spec
+from ..images.catalog import Cache, CachedImage
+from ..model.profiles import profile
+from ..model.record import KEY, METADATA_NS, Record
 from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
+from .machine import Machine
 
 if TYPE_CHECKING:
     from .host import Host
@@ -45,7 +48,7 @@ class Timeouts:
     cloud_init: float = 900
 
     @classmethod
-    def for_accel(cls, accel: str) -> "Timeouts":
+    def for_accel(cls, accel: str) -> Timeouts:
         """TCG guests boot 5-20x slower than KVM ones; the bounds follow."""
         return cls() if accel == "tcg" else cls(start=30, ip=120, ssh=120, cloud_init=300)
 
@@ -69,7 +72,7 @@ def new_mac() -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
 
 
-def _check_against_host(host: "Host", spec: MachineSpec) -> None:
+def _check_against_host(host: Host, spec: MachineSpec) -> None:
     cpus, memory = host.hv.host_limits()
     if spec.cpus > cpus:
         raise ConfigError(f"vCPUs {spec.cpus} is more than the host's {cpus}", hint=f"use --cpus 1..{cpus}")
@@ -78,7 +81,7 @@ def _check_against_host(host: "Host", spec: MachineSpec) -> None:
 
 
 def up(
-    host: "Host",
+    host: Host,
     spec: MachineSpec,
     progress: Progress = NoProgress(),
     keep_on_failure: bool = False,
@@ -110,7 +113,7 @@ def up(
             raise error from e
 
 
-def _existing(host: "Host", spec: MachineSpec, progress: Progress) -> Machine:
+def _existing(host: Host, spec: MachineSpec, progress: Progress) -> Machine:
     machine = host.get(spec.name)
     if diffs := machine.spec.differences(spec):
         raise ConfigError(
@@ -126,7 +129,7 @@ def _existing(host: "Host", spec: MachineSpec, progress: Progress) -> Machine:
 class _Run:
     """One ``up`` in progress: the phases, their timings, and what they waited on."""
 
-    def __init__(self, host: "Host", spec: MachineSpec, progress: Progress, timeouts: Timeouts,
+    def __init__(self, host: Host, spec: MachineSpec, progress: Progress, timeouts: Timeouts,
                  timeline: Timeline) -> None:
         self.host, self.spec, self.progress, self.timeouts = host, spec, progress, timeouts
         self.timeline = timeline
@@ -189,13 +192,15 @@ class _Run:
         self.host.hv.start(self.spec.name)
 
     def wait_ip(self) -> None:
-        assert self.machine is not None
-        deadline = time.monotonic() + self.timeouts.ip
-        while self.machine.ip is None:
-            self.machine._check_alive()
-            if time.monotonic() > deadline:
-                raise WaitTimeout("an address (DHCP lease or guest agent)", self.timeouts.ip, self._last_line())
-            time.sleep(POLL)
+        machine = self.machine
+        assert machine is not None
+
+        def address(_: Look) -> str | None:
+            machine.check_alive()
+            return machine.ip
+
+        wait_for("an address (DHCP lease or guest agent)", address, self.timeouts.ip,
+                 describe=lambda: "".join(machine.console_tail(1)))
 
     def wait_ssh(self) -> None:
         assert self.machine is not None
@@ -207,19 +212,11 @@ class _Run:
         # cloud-init 23.4+ exits 2 for "done, with recoverable errors"
         if result.rc not in (0, 2) or "status: done" not in result.stdout:
             detail = self.machine.run("cloud-init status --long").stdout.strip().replace("\n", "; ")
-            raise VmctlError(f"cloud-init did not finish cleanly (exit {result.rc}): {detail}",
-                             hint=f"'vmctl ssh {self.spec.name} -- sudo cat /var/log/cloud-init.log'")
+            raise CloudInitError(self.spec.name, result.rc, detail)
 
     def install_docker(self) -> None:
-        from ..engine.install import install
-
         assert self.machine is not None
         install(self.machine, progress=self.progress)
-
-    def _last_line(self) -> str:
-        assert self.machine is not None
-        last = tail(read(Path(self.machine.record.serial_log)), 1)
-        return last[0] if last else ""
 
     def fail(self, cause: VmctlError) -> PhaseError:
         waited = time.monotonic() - self.phase_started
@@ -243,14 +240,13 @@ def lean_initrd(image: CachedImage, profile_name: str) -> Path:
     fast profile's units too, so it is refused here rather than left to time out."""
     if not image.lean_initrd:
         raise ImageError(
-            f"image {image.name!r} predates the {profile_name} profile: it has no lean initramfs or fast-boot units",
-            hint=f"rebuild it ('vmctl image build {image.name}' for a built image; re-bake a baked one from a new base)",
+            f"image {image.name!r} predates the {profile_name} profile: "
+            "it has no lean initramfs or fast-boot units",
+            hint=f"rebuild it ('vmctl image build {image.name}' for a built image; "
+            "re-bake a baked one from a new base)",
         )
     return Path(image.lean_initrd)
 
 
 def _meta(record: Record) -> tuple[str, str, str]:
-    from ..model.record import KEY
-    from ..model.record import METADATA_NS
-
     return METADATA_NS, KEY, record.element()

@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, VmctlError, WaitTimeout
-from ..guest.ssh import Endpoint, SSHConnection, read_banner
-from ..guest.keys import fingerprint
+from .._core.poll import Look, wait_for
 from .._core.proc import CommandResult
-from ..model.record import Record
+from ..errors import HostKeyMismatch, MachineNotRunning, NoAddress, VmctlError, WaitTimeout
+from ..guest.keys import fingerprint
+from ..guest.ssh import Endpoint, SSHConnection, read_banner
 from ..hypervisor.console import read, tail
-from ..model.spec import NetworkChoice
+from ..model.record import Record
+from ..model.spec import MachineSpec, NetworkChoice
 
 if TYPE_CHECKING:
     from .host import Host
 
 
-POLL = 0.2  # seconds between readiness checks: prompt, and cheap for the host
 UP_STATES = ("running", "blocked", "shutting-down")  # QEMU still there: a stop has something to do
 
 
 class Machine:
     """One vmctl VM on a :class:`~vmctl.host.Host`. SSH connections open lazily."""
 
-    def __init__(self, host: "Host", name: str, record: Record) -> None:
+    def __init__(self, host: Host, name: str, record: Record) -> None:
         self.host = host
         self.name = name
         self.record = record
@@ -37,7 +39,7 @@ class Machine:
     # facts --------------------------------------------------------------------
 
     @property
-    def spec(self) -> Any:
+    def spec(self) -> MachineSpec:
         return self.record.spec
 
     @property
@@ -54,16 +56,14 @@ class Machine:
         if self.state != "running":
             return None
         net = NetworkChoice.parse(self.spec.network)
-        if net.kind == "network":
-            if addr := self.host.hv.lease_address(net.source, self.record.mac):
-                return addr
+        if net.kind == "network" and (addr := self.host.hv.lease_address(net.source, self.record.mac)):
+            return addr
         return self.host.hv.guest_address(self.name, self.record.mac)
 
     def endpoint(self) -> Endpoint:
         ip = self.ip
         if ip is None:
-            raise VmctlError(f"{self.name} has no address (state: {self.state})",
-                             hint=f"start it with 'vmctl start {self.name}'")
+            raise NoAddress(self.name, self.state)
         return Endpoint(self.name, ip, self.user, self.host.client_key, self.record.host_key,
                         netns=self.record.netns)
 
@@ -102,7 +102,7 @@ class Machine:
 
     def docker(self, timeout: int = 60) -> Any:
         """A ``docker.DockerClient`` for this VM, over SSH with the pinned host key."""
-        from ..engine.client import client
+        from ..engine.client import client  # the Docker SDK takes 0.23 s to import: only here
 
         return client(SSHConnection(self.endpoint()), timeout)
 
@@ -115,43 +115,48 @@ class Machine:
         """Wait until sshd answers and vmctl can log in; returns the seconds waited.
 
         The port is polled every 0.2 s, so readiness is seen promptly;
-        ``on_banner`` is called once, when sshd first answers.
+        ``on_banner`` is called when sshd starts answering.
         """
-        started, seen = time.monotonic(), "no address yet"
-        while time.monotonic() - started < timeout:
-            self._check_alive()
+
+        def logged_in(look: Look) -> bool:
+            self.check_alive()
             try:
                 endpoint = self.endpoint()
-            except VmctlError:
-                time.sleep(POLL)
-                continue
-            if banner := read_banner(endpoint, timeout=2):
-                if on_banner and not seen.startswith("SSH-"):
-                    on_banner()
-                seen = banner
-                if self._try_login():
-                    return time.monotonic() - started
-            else:
-                seen = f"no SSH banner from {endpoint.address}:22"
-            time.sleep(POLL)
-        raise WaitTimeout("SSH login", timeout, seen)
+            except VmctlError as e:  # no address yet, or the lease table not readable yet
+                look.seen = e.message
+                return False
+            if not (banner := read_banner(endpoint, timeout=2)):
+                look.seen = f"no SSH banner from {endpoint.address}:22"
+                return False
+            if on_banner and not look.seen.startswith("SSH-"):
+                on_banner()
+            look.seen = banner
+            return self._try_login()
+
+        started = time.monotonic()
+        wait_for("SSH login", logged_in, timeout, seen="no address yet")
+        return time.monotonic() - started
 
     def _try_login(self) -> bool:
         self.close()
         try:
             self.ssh().run("true", timeout=30)
             return True
-        except VmctlError as e:
-            if type(e).__name__ == "HostKeyMismatch":
-                raise
+        except HostKeyMismatch:
+            raise
+        except VmctlError:
             self.close()
             return False
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """Raise :class:`MachineNotRunning` (with the console's last lines) unless the VM runs."""
         state = self.state
         if state != "running":
-            raise VmctlError(f"{self.name} is {state}, not running",
-                             hint=f"console: {' | '.join(tail(read(Path(self.record.serial_log)), 3))}")
+            raise MachineNotRunning(self.name, state, hint=f"console: {' | '.join(self.console_tail(3))}")
+
+    def console_tail(self, lines: int) -> list[str]:
+        """The serial console's last non-empty lines."""
+        return tail(read(Path(self.record.serial_log)), lines)
 
     # power ------------------------------------------------------------------
 
@@ -164,10 +169,9 @@ class Machine:
         if not force:
             if state != "shutting-down":
                 self.host.hv.shutdown(self.name)
-            deadline = time.monotonic() + timeout
             # "shutting-down" is the guest off and QEMU not yet gone: wait it out too
-            while time.monotonic() < deadline and self.state in UP_STATES:
-                time.sleep(0.5)
+            with suppress(WaitTimeout):  # the hard stop below follows either way
+                wait_for("the guest to power off", lambda _: self.state not in UP_STATES, timeout, interval=0.5)
         self.host.hv.power_off(self.name)
 
     def start(self, ssh_timeout: float = 600) -> float:
@@ -185,7 +189,3 @@ class Machine:
         self.close()
         return self.host.delete(self.name)
 
-
-def not_managed(name: str, uri: str) -> ConfigError:
-    return ConfigError(f"{name!r} on {uri} is not a vmctl VM (no vmctl metadata)",
-                       hint="vmctl only manages the VMs it created; use virsh for the others")

@@ -9,8 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .machine import Machine
 from .._core.paths import state_dir
+from .machine import Machine
 
 
 def alias(machine: Machine) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
 from .._core.paths import data_dir
+from ..errors import ConfigError
 
 PROFILES = ("stock", "fast")
 

@@ -10,9 +10,9 @@ import json
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from xml.sax.saxutils import escape
 
 from .spec import MachineSpec
-from xml.sax.saxutils import escape
 
 METADATA_NS = "https://vmctl.dev/xmlns/machine/1"
 KEY = "vmctl"
@@ -43,11 +43,11 @@ class Record:
         return f'<machine xmlns="{METADATA_NS}">{escape(self.to_json())}</machine>'
 
     @classmethod
-    def from_json(cls, text: str) -> "Record":
+    def from_json(cls, text: str) -> Record:
         raw = json.loads(text)
         raw["spec"] = MachineSpec.from_dict(raw["spec"])
         return cls(**raw)
 
     @classmethod
-    def from_element(cls, xml: str) -> "Record":
+    def from_element(cls, xml: str) -> Record:
         return cls.from_json(ET.fromstring(xml).text or "")

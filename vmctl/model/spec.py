@@ -1,4 +1,8 @@
-"""What a user asks for, as validated, immutable values. No I/O here."""
+"""What a user asks for, as validated, immutable values.
+
+No I/O here, except reading the boot profiles that ship with vmctl (``templates/profiles``),
+once, through :mod:`vmctl.model.profiles`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError
+from .profiles import profile
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 BootMode = Literal["disk", "kernel"]
@@ -94,7 +99,7 @@ class NetworkChoice:
     source: str = "vmctl"
 
     @classmethod
-    def parse(cls, text: str) -> "NetworkChoice":
+    def parse(cls, text: str) -> NetworkChoice:
         kind, _, source = text.partition(":")
         if text == "user":
             return cls("user", "")
@@ -176,8 +181,6 @@ class MachineSpec:
     profile: str = "stock"  # boot profile: stock, or fast (which boots the kernel directly)
 
     def __post_init__(self) -> None:
-        from .profiles import profile
-
         check_name(self.name)
         check_name(self.image, "image name")
         check_range(self.cpus, 1, MAX_CPUS, "vCPUs")
@@ -206,12 +209,12 @@ class MachineSpec:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, object]) -> "MachineSpec":
+    def from_dict(cls, raw: dict[str, object]) -> MachineSpec:
         known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
         known["ssh_keys"] = tuple(known.get("ssh_keys") or ())  # type: ignore[arg-type]
         return cls(**known)  # type: ignore[arg-type]
 
-    def differences(self, other: "MachineSpec") -> list[str]:
+    def differences(self, other: MachineSpec) -> list[str]:
         """``field: ours -> theirs`` for every field that differs."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [f"{k}: {mine[k]!r} -> {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]

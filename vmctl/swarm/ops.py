@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 
-from ..errors import SwarmError, VmctlError, WaitTimeout
+from .._core.poll import Look, wait_for
+from ..errors import SwarmError, WaitTimeout
 from ..machines.machine import Machine
 
 PORT = 2377
@@ -95,35 +96,33 @@ def _node(n: dict[str, object]) -> Node:
 
 def wait_ready(manager: Machine, hostnames: set[str], timeout: float = 300) -> list[Node]:
     """Wait until every node in ``hostnames`` is Ready; returns all nodes."""
-    deadline, seen = time.monotonic() + timeout, "no nodes"
-    while True:
+
+    def all_ready(look: Look) -> list[Node] | None:
         current = nodes(manager)
-        ready = {n.hostname for n in current if n.status == "ready"}
-        if hostnames <= ready:
-            return current
-        seen = ", ".join(f"{n.hostname}={n.status}" for n in current)
-        if time.monotonic() > deadline:
-            raise WaitTimeout("Swarm nodes to be Ready", timeout, seen)
-        time.sleep(2)
+        look.seen = ", ".join(f"{n.hostname}={n.status}" for n in current) or "no nodes"
+        return current if hostnames <= {n.hostname for n in current if n.status == "ready"} else None
+
+    return wait_for("Swarm nodes to be Ready", all_ready, timeout, interval=2, seen="no nodes")
 
 
 def drain_and_remove(manager: Machine, machine: Machine, node_id: str, timeout: float = 300) -> None:
     """Drain the node (its tasks move elsewhere), make it leave, and remove it from the swarm."""
     _docker(manager, ["node", "update", "--availability", "drain", node_id])
-    deadline = time.monotonic() + timeout
-    while _docker(manager, ["node", "ps", "-q", "--filter", "desired-state=running", node_id]):
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"tasks to leave {machine.name}", timeout, "tasks still running")
-        time.sleep(2)
+
+    def drained(_: Look) -> bool:
+        return not _docker(manager, ["node", "ps", "-q", "--filter", "desired-state=running", node_id])
+
+    wait_for(f"tasks to leave {machine.name}", drained, timeout, interval=2, seen="tasks still running")
     if state(machine)[2]:
         _docker(manager, ["node", "demote", node_id])
     machine.run(["sudo", "docker", "swarm", "leave", "--force"], timeout=120)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if machine.host.hv.exists(machine.name) and _status(manager, node_id) != "down":
-            time.sleep(2)
-            continue
-        break
+
+    def left(look: Look) -> bool:
+        look.seen = _status(manager, node_id) if machine.host.hv.exists(machine.name) else "down"
+        return look.seen == "down"
+
+    with suppress(WaitTimeout):  # the manager may not see it go: it is removed by force either way
+        wait_for(f"{machine.name} to leave the swarm", left, 60, interval=2)
     _docker(manager, ["node", "rm", "--force", node_id])
 
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, TypeVar
+from typing import TypeVar
 
-from . import ops as swarm
-from ..errors import ConfigError, PoolError, VmctlError
-from ..machines.host import Host
-from ..images.catalog import Cache
-from ..machines.machine import Machine
 from .._core.progress import NoProgress, Progress
 from ..engine.install import install
+from ..errors import ConfigError, NoAddress, PoolError, VmctlError
+from ..images.catalog import Cache
+from ..machines.host import Host
+from ..machines.machine import Machine
 from ..model.spec import MachineSpec, check_name, check_range
+from . import ops as swarm
 
 T = TypeVar("T")
 LABEL_POOL, LABEL_VM = "vmctl.pool", "vmctl.vm"
@@ -87,7 +88,7 @@ def each(items: list[T], fn: Callable[[T], object], key: Callable[[T], str]) -> 
     if not items:
         return {}
     with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        return dict(zip([key(i) for i in items], pool.map(safe, items)))
+        return dict(zip([key(i) for i in items], pool.map(safe, items), strict=True))
 
 
 def _check(pool: str, action: str, results: dict[str, object]) -> None:
@@ -166,7 +167,7 @@ class Pool:
     def _ip(machine: Machine) -> str:
         ip = machine.ip
         if ip is None:
-            raise VmctlError(f"{machine.name} has no address")
+            raise NoAddress(machine.name, machine.state)
         return ip
 
     def manager(self, host: Host) -> Machine:
@@ -215,14 +216,18 @@ class Pool:
             managers = managers or sum(1 for n in current if n.role == "manager") or 1
             if size >= len(nodes):
                 manager.close()
-                spec = PoolSpec(self.name, size, min(managers, size), template.image, template.cpus, template.memory_mib)
+                spec = PoolSpec(
+                    self.name, size, min(managers, size), template.image, template.cpus, template.memory_mib
+                )
                 return self.up(spec)
             roles = {n.hostname: n.role for n in current}
             victims = [n for n in reversed(nodes) if roles.get(n.name) != "manager"][: len(nodes) - size]
             if len(victims) < len(nodes) - size:
                 manager.close()
-                raise ConfigError(f"pool {self.name} has {len(nodes) - len(victims)} managers; "
-                                  f"it cannot shrink to {size} node(s)", hint="scale to at least the number of managers")
+                raise ConfigError(
+                    f"pool {self.name} has {len(nodes) - len(victims)} managers; it cannot shrink to {size} node(s)",
+                    hint="scale to at least the number of managers",
+                )
             ids = {n.hostname: n.id for n in current}
 
             def remove(node: Machine) -> list[str]:
@@ -258,4 +263,3 @@ def pools(uri: str | None) -> dict[str, list[str]]:
             if m.spec.pool:
                 out.setdefault(m.spec.pool, []).append(m.name)
     return {k: sorted(v, key=lambda n: index_of(n, k)) for k, v in sorted(out.items())}
-
