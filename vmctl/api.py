@@ -86,7 +86,7 @@ def image_test(
     uri: str | None = None,
     progress: Progress = NoProgress(),
 ) -> BootReport:
-    """BootMode cached image ``name`` once and report when it reached each milestone."""
+    """Boot cached image ``name`` once and report when it reached each milestone."""
     image = Cache().require(name)
     accel = accelerator(progress)
     with Hypervisor(resolve_uri(uri)) as hv:

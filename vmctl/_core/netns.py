@@ -30,10 +30,30 @@ def _enter(netns: str) -> None:
         os.close(fd)
 
 
+# A peer that vanished (VM killed, network gone) is noticed after 10 s idle plus
+# 4 unanswered probes 5 s apart: about 30 s, whatever is (or is not) being sent.
+KEEPALIVE = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 4}
+
+
+def lasting(sock: socket.socket) -> socket.socket:
+    """``sock`` made fit for a long session: blocking with no timeout (``timeout`` given to
+    :func:`socket.create_connection` would otherwise stay on every later ``recv``, so an
+    idle shell or ``docker logs -f`` would be dropped), and TCP keep-alives on."""
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in KEEPALIVE.items():
+        sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    return sock
+
+
 def connect(host: str, port: int, timeout: float, netns: str | None = None) -> socket.socket:
-    """A TCP connection to ``host:port``, made inside ``netns`` when given."""
+    """A TCP connection to ``host:port``, made inside ``netns`` when given.
+
+    ``timeout`` bounds the connect only: the socket returned blocks without a
+    timeout and has keep-alives on (see :func:`lasting`).
+    """
     if netns is None:
-        return socket.create_connection((host, port), timeout=timeout)
+        return lasting(socket.create_connection((host, port), timeout=timeout))
     result: list[socket.socket | BaseException] = []
 
     def work() -> None:
@@ -48,4 +68,4 @@ def connect(host: str, port: int, timeout: float, netns: str | None = None) -> s
     thread.join()
     if isinstance(result[0], BaseException):
         raise result[0]
-    return result[0]
+    return lasting(result[0])

@@ -1,24 +1,20 @@
-"""``vmctl docker ...`` and ``vmctl image bake``: Docker hosts from the command line."""
+"""``vmctl docker install|load|make-busybox|env|context``: Docker hosts from the command line."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import click
 
-from ..machines import sshconfig
 from ..errors import ConfigError, VmctlError
-from ..machines.host import Host
-from ..engine.install import METHODS
+from . import output
+from .params import LazyChoice
 
-
-def _emit(data: Any) -> None:
-    from . import _emit_json
-
-    _emit_json(data)
+if TYPE_CHECKING:
+    from ..engine.install import Method
 
 
 @click.group("docker")
@@ -35,7 +31,7 @@ def docker_group() -> None:
 
 @docker_group.command("install")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--method", type=click.Choice(METHODS), default=None,
+@click.option("--method", type=LazyChoice("vmctl.engine.install", "METHODS"), default=None,
               help="offline (host fetches packages; default without a route out), distro, docker-ce.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context
@@ -47,18 +43,19 @@ def install(ctx: click.Context, names: tuple[str, ...], method: str | None, as_j
       vmctl docker install web
       vmctl docker install web --method docker-ce
     """
-    from . import _progress
     from ..engine.install import install as do_install
+    from ..machines.host import Host
 
     results = []
     with Host(ctx.obj["connect"]) as host:
         for name in names:
             machine = host.get(name)
-            with _progress(as_json) as progress:
-                results.append(do_install(machine, method, progress=progress).to_dict())  # type: ignore[arg-type]
+            with output.progress(as_json) as progress:
+                # the choice above admits exactly the install Method values
+                results.append(do_install(machine, cast("Method | None", method), progress=progress).to_dict())
             machine.close()
     if as_json:
-        _emit(results[0] if len(results) == 1 else results)
+        output.emit_json(results[0] if len(results) == 1 else results)
         return
     for r in results:
         what = f"installed ({r['method']}, {r['packages']} packages)" if r["changed"] else "already installed"
@@ -79,6 +76,7 @@ def load(ctx: click.Context, name: str, archive: Path, tag: str | None) -> None:
       vmctl docker load web rootfs.tar --tag busybox:local
     """
     from ..engine.containers import load as do_load
+    from ..machines.host import Host
 
     with Host(ctx.obj["connect"]) as host:
         machine = host.get(name)
@@ -104,6 +102,10 @@ def make_busybox(out: Path) -> None:
 
 
 def _prepare_ssh(ctx: click.Context, name: str) -> str:
+    """Write the VM's ssh entry (pinned host key) and include it from ~/.ssh/config; its alias."""
+    from ..machines import sshconfig
+    from ..machines.host import Host
+
     with Host(ctx.obj["connect"]) as host:
         machine = host.get(name)
         sshconfig.write_entry(machine)
@@ -150,37 +152,3 @@ def context(ctx: click.Context, name: str) -> None:
     if done.returncode != 0:
         raise VmctlError(f"docker context {verb[0]} failed: {done.stderr.strip()}")
     click.echo(f"docker context {alias} -> ssh://{alias}  (docker --context {alias} ps)")
-
-
-@click.command("bake")
-@click.argument("new")
-@click.option("--from", "source", metavar="VM", help="The provisioned VM to capture (left stopped).")
-@click.option("--from-image", metavar="IMAGE", help="Start from a base image instead (with --docker).")
-@click.option("--docker", is_flag=True, help="With --from-image: install Docker before baking.")
-@click.option("--json", "as_json", is_flag=True, help="Print the new image record as JSON.")
-@click.pass_context
-def bake(ctx: click.Context, new: str, source: str | None, from_image: str | None, docker: bool, as_json: bool) -> None:
-    """Capture a VM as a new base image (generalised: cloud-init reset, no identity).
-
-    \b
-    Examples:
-      vmctl image bake docker-12 --from web
-      vmctl image bake docker-12 --from-image debian-12 --docker
-    """
-    from ..machines.bake import bake as do_bake
-    from . import _image_done, _progress
-    from ..model.spec import MachineSpec, check_name
-
-    if bool(source) == bool(from_image):
-        raise ConfigError("give exactly one of --from VM and --from-image IMAGE")
-    check_name(new, "image name")
-    with Host(ctx.obj["connect"]) as host, _progress(as_json) as progress:
-        if source:
-            image = do_bake(host.get(source), new, progress=progress)
-        else:
-            temp = host.up(MachineSpec(f"bake-{new}"[:63], image=str(from_image), docker=docker), progress=progress)
-            try:
-                image = do_bake(temp, new, progress=progress)
-            finally:
-                temp.down()
-    _image_done(image, as_json)

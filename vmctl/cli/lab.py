@@ -12,9 +12,8 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, VmctlError
-from ..machines.host import Host
-from .._core.locks import replacing
-from ..model.profiles import PROFILES
+from . import output
+from .params import LazyChoice
 
 
 @click.group("lab")
@@ -41,14 +40,18 @@ def _check_output(path: str | None, what: str, stdout_ok: bool = False) -> None:
 
 
 def _write(path: str, data: bytes) -> None:
+    """Write the whole file or nothing (a failed run never leaves half a chart)."""
+    from .._core.locks import replacing
+
     with replacing(Path(path)) as f:
         f.write(data)
 
 
 @lab_group.command("boot")
 @click.option("--runs", type=int, default=3, show_default=True, help="VMs to boot per profile.")
-@click.option("--image", default="debian-12", show_default=True, help="Base image (a baked Docker image times containers).")
-@click.option("--profile", "profiles", multiple=True, type=click.Choice(PROFILES),
+@click.option("--image", default="debian-12", show_default=True,
+              help="Base image (a baked Docker image times containers).")
+@click.option("--profile", "profiles", multiple=True, type=LazyChoice("vmctl.model.profiles", "PROFILES"),
               help="Boot profile to measure (repeatable; runs of several profiles interleave). Default: stock.")
 @click.option("--docker", is_flag=True, help="Install Docker in each VM and time it ('Docker ready').")
 @click.option("--containers", type=int, default=5, show_default=True,
@@ -56,7 +59,8 @@ def _write(path: str, data: bytes) -> None:
 @click.option("--warm", is_flag=True, help="Also time a warm start: managed save, restore, SSH login.")
 @click.option("--cpus", type=int, default=2, show_default=True, help="vCPUs per VM.")
 @click.option("--memory", type=int, default=1024, show_default=True, help="Memory per VM in MiB.")
-@click.option("--json", "json_out", metavar="FILE", help="Write the results as JSON to FILE ('-': only JSON on stdout).")
+@click.option("--json", "json_out", metavar="FILE",
+              help="Write the results as JSON to FILE ('-': only JSON on stdout).")
 @click.option("--plot", "plot_out", metavar="FILE.png", help="Draw the results as a PNG chart.")
 @click.pass_context
 def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], docker: bool, containers: int,
@@ -74,9 +78,9 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
       vmctl lab boot --runs 5 --profile stock --profile fast --json lab.json --plot lab.png
       vmctl lab boot --image e2e-docker-baked --containers 10 --warm --json -
     """
-    from . import _emit_json, _progress
-    from ..lab.run import LabConfig, run_lab
     from ..lab.data import table
+    from ..lab.run import LabConfig, run_lab
+    from ..machines.host import Host
 
     config = LabConfig(runs=runs, image=image, profiles=profiles or ("stock",), docker=docker,
                        containers=containers, warm=warm, cpus=cpus, memory_mib=memory)
@@ -87,7 +91,7 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
 
         require_matplotlib()
     quiet = json_out == "-"
-    with Host(ctx.find_root().obj["connect"]) as host, _progress(quiet) as progress:
+    with Host(ctx.find_root().obj["connect"]) as host, output.progress(quiet) as progress:
         result = run_lab(host, config, progress, command=shlex.join(["vmctl", *sys.argv[1:]]))
     if json_out and not quiet:
         _write(json_out, json.dumps(result, indent=2).encode() + b"\n")
@@ -96,7 +100,7 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
 
         _write(plot_out, plot([result]))
     if quiet:
-        _emit_json(result)
+        output.emit_json(result)
     else:
         for line in table(result):
             click.echo(line)
@@ -128,6 +132,7 @@ def plot_cmd(results: tuple[str, ...], output: str) -> None:
         try:
             data.append(check_result(json.loads(Path(path).read_text()), path))
         except (OSError, ValueError) as e:
-            raise ConfigError(f"{path} is not a lab result: {e}", hint="make one with 'vmctl lab boot --json FILE'") from e
+            raise ConfigError(f"{path} is not a lab result: {e}",
+                              hint="make one with 'vmctl lab boot --json FILE'") from e
     _write(output, plot(data))
     click.echo(f"wrote {output}")

@@ -1,4 +1,7 @@
-"""``vmctl up|ls|inspect|ssh|cp|console|stop|start|restart|down``: VMs from the command line."""
+"""``vmctl up|ls|inspect|ssh|cp|console|stop|start|restart|down``: VMs from the command line.
+
+Also the hidden ``vmctl netns-proxy`` (see :mod:`vmctl._core.proxy`).
+"""
 
 from __future__ import annotations
 
@@ -7,50 +10,46 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import ConfigError, VmctlError
-from ..machines.host import Host
-from ..guest.keys import read_public_key
-from ..machines.machine import Machine
-from .._core.progress import NoProgress, Progress
-from .progress import TerminalProgress
-from ..model.profiles import PROFILES
-from ..model.spec import MachineSpec
-from ..machines import sshconfig
+from . import output
+from .params import LazyChoice
+
+if TYPE_CHECKING:
+    from .._core.progress import Progress
+    from ..machines.host import Host
+    from ..machines.machine import Machine
+    from ..model.spec import MachineSpec
 
 
 def _host(ctx: click.Context) -> Host:
+    """The Host of ``--connect``; imported here so that help and completion do not load libvirt."""
+    from ..machines.host import Host
+
     return Host(ctx.obj["connect"])
 
 
 def _names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Complete VM names: asks libvirt, so only when a VM name is being completed."""
     try:
+        from ..machines.host import Host
+
         with Host(ctx.find_root().params.get("connect")) as host:
             return [n for n in host.hv.domains() if n.startswith(incomplete)]
     except VmctlError:
         return []
 
 
-class LineProgress:
-    """Progress of several VMs at once: one line per phase, prefixed with the VM's name."""
-
-    def __init__(self, name: str, started: float, lock: threading.Lock) -> None:
-        self.name, self.started, self.lock = name, started, lock
-
-    def phase(self, name: str) -> None:
-        with self.lock:
-            click.echo(f"[{time.monotonic() - self.started:6.1f}s] {self.name}: {name}", err=True)
-
-    def advance(self, done: int, total: int | None = None) -> None:
-        pass
-
-
 def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
+    from ..guest.keys import read_public_key
+    from ..model.spec import MachineSpec
+
     keys = tuple(read_public_key(Path(p)) for p in opts["ssh_key"])
     user_data = ""
     if opts["user_data"]:
@@ -66,6 +65,8 @@ def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
 
 
 def _up_one(uri: str | None, spec: MachineSpec, progress: Progress, keep: bool) -> dict[str, Any]:
+    from ..machines.host import Host
+
     with Host(uri) as host:
         machine = host.up(spec, progress=progress, keep_on_failure=keep)
         data = machine.to_dict()
@@ -87,7 +88,7 @@ def _summary(data: dict[str, Any]) -> str:
 @click.option("--disk", type=int, default=10, show_default=True, help="Disk size in GiB (grown at first boot).")
 @click.option("--boot", type=click.Choice(["disk", "kernel"]), default=None,
               help="Firmware + the image's boot loader (default), or direct kernel boot.")
-@click.option("--profile", type=click.Choice(PROFILES), default="stock", show_default=True,
+@click.option("--profile", type=LazyChoice("vmctl.model.profiles", "PROFILES"), default="stock", show_default=True,
               help="Boot profile: the image as it is, or tuned for boot time (direct kernel boot; see docs/lab.md).")
 @click.option("--network", default="vmctl", show_default=True,
               help="NAME or network:NAME (libvirt network), bridge:BRIDGE, or user.")
@@ -116,9 +117,7 @@ def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_
     specs = [_spec(name, opts) for name in names]  # every input checked before anything is made
     uri = ctx.obj["connect"]
     if len(specs) == 1:
-        from . import _progress
-
-        with _progress(as_json) as progress:
+        with output.progress(as_json) as progress:
             results: list[dict[str, Any] | VmctlError] = [_up_one(uri, specs[0], progress, keep_on_failure)]
     else:
         results = _up_many(uri, specs, as_json, keep_on_failure)
@@ -126,10 +125,12 @@ def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_
 
 
 def _up_many(uri: str | None, specs: list[MachineSpec], quiet: bool, keep: bool) -> list[dict[str, Any] | VmctlError]:
+    from .._core.progress import NoProgress
+
     lock, started = threading.Lock(), time.monotonic()
 
     def one(spec: MachineSpec) -> dict[str, Any] | VmctlError:
-        progress = NoProgress() if quiet else LineProgress(spec.name, started, lock)
+        progress = NoProgress() if quiet else output.LineProgress(spec.name, started, lock)
         try:
             return _up_one(uri, spec, progress, keep)
         except VmctlError as e:
@@ -140,21 +141,15 @@ def _up_many(uri: str | None, specs: list[MachineSpec], quiet: bool, keep: bool)
 
 
 def _report_up(results: list[dict[str, Any] | VmctlError], names: tuple[str, ...], as_json: bool) -> None:
-    failed = [(n, r) for n, r in zip(names, results) if isinstance(r, VmctlError)]
+    failed = [(n, r) for n, r in zip(names, results, strict=True) if isinstance(r, VmctlError)]
     done = [r for r in results if not isinstance(r, VmctlError)]
     if as_json:
-        from . import _emit_json
-
-        _emit_json(done[0] if len(names) == 1 and done else done)
+        output.emit_json(done[0] if len(names) == 1 and done else done)
     else:
         for data in done:
             click.echo(_summary(data))
-    for name, error in failed:
-        click.echo(f"error: {error.message}", err=True)
-        if error.hint:
-            click.echo(f"hint: {error.hint}", err=True)
     if failed:
-        sys.exit(1)
+        output.fail(*(error for _name, error in failed))
 
 
 @click.command("ls")
@@ -167,13 +162,11 @@ def ls(ctx: click.Context, as_json: bool) -> None:
     Example:
       vmctl ls --json
     """
-    from . import _emit_json
-
     with _host(ctx) as host:
         rows = [{"name": m.name, "state": m.state, "ip": m.ip, "user": m.user, "image": m.spec.image,
                  "cpus": m.spec.cpus, "memory_mib": m.spec.memory_mib} for m in host.list()]
     if as_json:
-        _emit_json(rows)
+        output.emit_json(rows)
         return
     click.echo(f"{'NAME':<20} {'STATE':<10} {'IP':<16} {'USER':<10} IMAGE")
     for r in rows:
@@ -191,12 +184,10 @@ def inspect(ctx: click.Context, name: str, as_json: bool) -> None:
     Example:
       vmctl inspect web --json
     """
-    from . import _emit_json
-
     with _host(ctx) as host:
         data = host.get(name).to_dict()
     if as_json:
-        _emit_json(data)
+        output.emit_json(data)
         return
     for key, value in data.items():
         click.echo(f"{key + ':':<22} {value}")
@@ -221,6 +212,8 @@ def ssh(ctx: click.Context, name: str, command: tuple[str, ...], timeout: float)
     with _host(ctx) as host:
         machine = host.get(name)
         if not command:
+            from ..machines import sshconfig
+
             argv = sshconfig.ssh_argv(machine, [])
             os.execvp(argv[0], argv)
         result = machine.run(command[0] if len(command) == 1 else shlex.join(command), timeout=timeout)
@@ -302,7 +295,7 @@ def _follow(path: Path) -> None:
 def _each(ctx: click.Context, names: tuple[str, ...], label: str, fn: Callable[[Machine], object]) -> None:
     with _host(ctx) as host:
         for name in names:
-            with TerminalProgress() as progress:
+            with output.progress(as_json=False) as progress:
                 progress.phase(f"{label} {name}")
                 fn(host.get(name))
 
@@ -371,18 +364,6 @@ def down(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.argument("port", type=int)
 def netns_proxy(netns: str, host: str, port: int) -> None:
     """Pipe stdin/stdout to HOST:PORT inside NETNS (an OpenSSH ProxyCommand)."""
-    from .._core import netns as _netns
+    from .._core.proxy import pipe
 
-    sock = _netns.connect(host, port, 15, netns)
-
-    def upstream() -> None:
-        while data := os.read(0, 65536):
-            sock.sendall(data)
-        sock.shutdown(1)
-
-    threading.Thread(target=upstream, daemon=True).start()
-    while data := sock.recv(65536):
-        os.write(1, data)
-
-
-COMMANDS = [up, ls, inspect, ssh, cp, console, stop, start, restart, down, netns_proxy]
+    pipe(netns, host, port)

@@ -1,25 +1,21 @@
-"""``vmctl pool ...``, ``vmctl apply`` and ``vmctl destroy``: Swarm pools and plan files."""
+"""``vmctl pool up|ls|status|env|scale|down``: Docker Swarm pools from the command line."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..plan import Outcome
+from . import output
 
-
-def _emit(data: Any) -> None:
-    from . import _emit_json
-
-    _emit_json(data)
-
-
-def _pool(ctx: click.Context, name: str, progress: Any = None) -> Any:
+if TYPE_CHECKING:
+    from .._core.progress import Progress
     from ..swarm.pool import Pool
+
+
+def _pool(ctx: click.Context, name: str, progress: Progress | None = None) -> Pool:
     from .._core.progress import NoProgress
+    from ..swarm.pool import Pool
 
     return Pool(ctx.obj["connect"], name, progress or NoProgress())
 
@@ -29,7 +25,8 @@ def _print_status(status: dict[str, Any]) -> None:
     click.echo(f"  {'NODE':<20} {'VM':<9} {'IP':<16} {'ROLE':<8} {'MANAGER':<10} {'AVAIL':<7} {'STATUS':<8} ENGINE")
     for n in status["nodes"]:
         click.echo(f"  {n['name']:<20} {n['vm_state']:<9} {n['ip'] or '-':<16} {n['role'] or '-':<8} "
-                   f"{n['manager_status'] or '-':<10} {n['availability'] or '-':<7} {n['status']:<8} {n['engine'] or '-'}")
+                   f"{n['manager_status'] or '-':<10} {n['availability'] or '-':<7} {n['status']:<8} "
+                   f"{n['engine'] or '-'}")
 
 
 @click.group("pool")
@@ -56,7 +53,8 @@ def pool_group() -> None:
 @click.option("--memory", type=int, default=1024, show_default=True, help="MiB per node.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pool status as JSON.")
 @click.pass_context
-def up(ctx: click.Context, name: str, size: int, managers: int, image: str, cpus: int, memory: int, as_json: bool) -> None:
+def up(ctx: click.Context, name: str, size: int, managers: int, image: str, cpus: int, memory: int,
+       as_json: bool) -> None:
     """Create a pool (in parallel), init Swarm on the first manager, join and label the rest.
 
     Re-running converges: existing nodes are kept, missing ones made and joined.
@@ -65,13 +63,12 @@ def up(ctx: click.Context, name: str, size: int, managers: int, image: str, cpus
     Example:
       vmctl pool up swarm --size 2
     """
-    from . import _progress
     from ..swarm.pool import PoolSpec
 
     spec = PoolSpec(name, size, managers, image, cpus, memory)
-    with _progress(as_json) as progress:
+    with output.progress(as_json) as progress:
         status = _pool(ctx, name, progress).up(spec)
-    _emit(status.to_dict()) if as_json else _print_status(status.to_dict())
+    output.emit_json(status.to_dict()) if as_json else _print_status(status.to_dict())
 
 
 @pool_group.command("ls")
@@ -88,7 +85,7 @@ def ls(ctx: click.Context, as_json: bool) -> None:
 
     found = pools(ctx.obj["connect"])
     if as_json:
-        _emit([{"name": k, "size": len(v), "nodes": v} for k, v in found.items()])
+        output.emit_json([{"name": k, "size": len(v), "nodes": v} for k, v in found.items()])
         return
     click.echo(f"{'POOL':<20} {'SIZE':>4}  NODES")
     for name, nodes in found.items():
@@ -107,7 +104,7 @@ def status(ctx: click.Context, name: str, as_json: bool) -> None:
       vmctl pool status swarm --json | jq '.nodes[] | {name, role, status}'
     """
     result = _pool(ctx, name).status().to_dict()
-    _emit(result) if as_json else _print_status(result)
+    output.emit_json(result) if as_json else _print_status(result)
 
 
 @pool_group.command("env")
@@ -143,11 +140,9 @@ def scale(ctx: click.Context, name: str, size: int, as_json: bool) -> None:
     Example:
       vmctl pool scale swarm --size 3
     """
-    from . import _progress
-
-    with _progress(as_json) as progress:
+    with output.progress(as_json) as progress:
         result = _pool(ctx, name, progress).scale(size).to_dict()
-    _emit(result) if as_json else _print_status(result)
+    output.emit_json(result) if as_json else _print_status(result)
 
 
 @pool_group.command("down")
@@ -162,49 +157,3 @@ def down(ctx: click.Context, name: str) -> None:
     """
     for node in _pool(ctx, name).down():
         click.echo(f"removed {node}")
-
-
-def _report(outcomes: list[Outcome], as_json: bool) -> None:
-    if as_json:
-        _emit([o.to_dict() for o in outcomes])
-    else:
-        for o in outcomes:
-            click.echo(f"{o.kind:<5} {o.name:<20} {o.action:<10} {o.detail}")
-    if any(o.action == "failed" for o in outcomes):
-        sys.exit(1)
-
-
-@click.command("apply")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print what happened to each item as JSON.")
-@click.pass_context
-def apply(ctx: click.Context, file: Path, as_json: bool) -> None:
-    """Converge to a plan: create what is missing, leave what matches, report what differs.
-
-    \b
-    Example:
-      vmctl apply plan.yaml
-    """
-    from . import _progress
-    from ..plan import apply as do_apply, load
-
-    plan = load(file)
-    with _progress(as_json) as progress:
-        outcomes = do_apply(plan, ctx.obj["connect"], progress)
-    _report(outcomes, as_json)
-
-
-@click.command("destroy")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print what happened to each item as JSON.")
-@click.pass_context
-def destroy(ctx: click.Context, file: Path, as_json: bool) -> None:
-    """Remove every VM and pool a plan declares.
-
-    \b
-    Example:
-      vmctl destroy plan.yaml
-    """
-    from ..plan import load, teardown
-
-    _report(teardown(load(file), ctx.obj["connect"]), as_json)

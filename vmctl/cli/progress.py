@@ -1,4 +1,8 @@
-"""Progress on a terminal: the phase, the time elapsed, and bytes when known."""
+"""Progress on a terminal: the phase, the time elapsed, and bytes when known.
+
+Commands get it through :func:`vmctl.cli.output.progress` (which picks no
+progress at all with --json); only that module imports this one.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ class TerminalProgress:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
-    def __enter__(self) -> "TerminalProgress":
+    def __enter__(self) -> TerminalProgress:
         if self.tty:
             self._ticker = threading.Thread(target=self._tick, daemon=True)
             self._ticker.start()

@@ -23,6 +23,8 @@ from .._core.proc import CommandResult
 from ..errors import HostKeyMismatch, SSHError, WaitTimeout
 from .keys import fingerprint
 
+KEEPALIVE = 10  # seconds idle before paramiko sends a keepalive@openssh.com request
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -102,6 +104,9 @@ class SSHConnection:
         except (paramiko.SSHException, OSError) as e:
             client.close()
             raise SSHError(f"{ep.machine}: SSH to {ep.user}@{ep.address}:{ep.port} failed: {e}") from e
+        transport = client.get_transport()
+        if transport is not None:  # an idle connection lasts; a dead guest is noticed
+            transport.set_keepalive(KEEPALIVE)
         return client
 
     def _transport(self) -> paramiko.Transport:
