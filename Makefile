@@ -9,7 +9,7 @@ IMAGE   ?= debian-12
 DEBS    := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
            pkg-config gcc python3-dev python3-venv mmdebstrap extlinux syslinux-common \
            e2fsprogs iproute2 dnsmasq-base iptables util-linux mount libxml2-utils \
-           openssh-client debian-archive-keyring docker.io
+           openssh-client debian-archive-keyring docker.io docker-compose curl
 
 .PHONY: all deps venv runtime image demo test unit e2e lint lab bench clean
 
@@ -35,7 +35,7 @@ demo: runtime image
 	$(VMCTL) up demo --image $(IMAGE) --docker
 	$(VMCTL) ssh demo -- 'uname -a && cloud-init status && docker info --format "Docker {{.ServerVersion}}"'
 	$(VMCTL) docker env demo
-	DOCKER_HOST=ssh://vmctl-demo docker run --rm --network none vmctl/busybox:latest \
+	DOCKER_HOST=unix://$$($(VMCTL) docker socket demo) docker run --rm --network none vmctl/busybox:latest \
 	    echo "hello from a container on the Docker host VM 'demo'"
 	$(VMCTL) ls
 

@@ -18,6 +18,7 @@ from .images import build as _build
 from .images import download as _download
 from .images.boottest import BootReport, boot_test
 from .images.catalog import Cache, CachedImage, definition
+from .machines import forwarder
 from .machines.host import Host, prepare_host
 from .model.spec import BootMode
 
@@ -39,7 +40,9 @@ def hypervisor_start(progress: Progress = NoProgress()) -> RuntimeStatus:
 
 
 def hypervisor_stop() -> RuntimeStatus:
-    """Stop the private runtime: its guests, DHCP servers and daemons; drop its namespace."""
+    """Stop the private runtime: the VMs' forwarders, its guests, DHCP servers and daemons;
+    drop its namespace."""
+    forwarder.stop_all(machines_dir())
     return Runtime().stop()
 
 

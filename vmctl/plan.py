@@ -9,6 +9,7 @@
         memory: 768
         docker: true
         user_data: {packages: [htop]}
+        mounts: [./src, /srv/cfg:/cfg:ro]   # ./src: beside the plan, at the same path in the VM
     pools:
       swarm:
         size: 2
@@ -31,6 +32,7 @@ from ._core.progress import NoProgress, Progress
 from .errors import ConfigError, VmctlError
 from .guest.keys import read_public_key
 from .machines.host import Host
+from .model.mounts import SYNTAX, Mount
 from .model.spec import MachineSpec
 from .swarm.pool import Pool, PoolSpec, members
 
@@ -38,6 +40,7 @@ VM_KEYS: dict[str, tuple[type, str]] = {
     "image": (str, "image"), "cpus": (int, "cpus"), "memory": (int, "memory_mib"), "disk": (int, "disk_gib"),
     "boot": (str, "boot"), "network": (str, "network"), "user": (str, "user"), "docker": (bool, "docker"),
     "user_data": (dict, "user_data"), "ssh_keys": (list, "ssh_keys"), "profile": (str, "profile"),
+    "ports": (list, "ports"), "mounts": (list, "mounts"),
 }
 POOL_KEYS: dict[str, tuple[type, str]] = {
     "size": (int, "size"), "managers": (int, "managers"), "image": (str, "image"),
@@ -100,7 +103,23 @@ def _vm(path: Path, name: str, raw: Any) -> MachineSpec:
         fields["user_data"] = yaml.safe_dump(fields["user_data"], sort_keys=False)
     if "ssh_keys" in fields:
         fields["ssh_keys"] = tuple(read_public_key(path.parent / str(p)) for p in fields["ssh_keys"])
+    if "ports" in fields:
+        if unquoted := [p for p in fields["ports"] if not isinstance(p, str)]:
+            raise ConfigError(f"{where}.ports: {unquoted[0]!r} is not a string: quote each port, as in '8080:80'",
+                              hint="YAML 1.1 reads an unquoted 2222:22 as the number 133342")
+        fields["ports"] = tuple(fields["ports"])
+    if "mounts" in fields:
+        fields["mounts"] = _mounts(f"{where}.mounts", path, fields["mounts"])
     return _build(where, MachineSpec, name=str(name), **fields)  # type: ignore[no-any-return]
+
+
+def _mounts(where: str, path: Path, items: list[Any]) -> tuple[str, ...]:
+    """A VM's shared folders; a relative HOSTDIR is taken from the plan's directory, as
+    ``ssh_keys`` are, so a plan kept beside a project can share ``./src``."""
+    if not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{where}: expected a list of {SYNTAX} strings, got {items!r}")
+    base = str(path.parent.absolute())
+    return tuple(str(_build(where, Mount.parse, text=item, relative_to=base)) for item in items)
 
 
 def load(path: Path) -> Plan:

@@ -4,10 +4,15 @@ an idempotent re-install, a repaired half-install, image loading, and baking."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
-import shutil
+import socket
+import stat
 import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,7 @@ from vmctl.engine.client import client as docker_client
 from vmctl.guest.keys import generate
 from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import BAKED_IMAGE, DOCK, IMAGE, run_readme_python
+from .conftest import BAKED_IMAGE, DOCK, IMAGE, VMCTL, run_readme_python
 from .conftest import vmctl as run_vmctl
 
 BAKED_VM = "e2e-baked"
@@ -89,8 +94,19 @@ def test_load_a_rootfs_tar_and_a_docker_save_archive(dockerhost: dict[str, Any],
     assert run_vmctl("docker", "load", DOCK, str(tar), check=False).returncode == 1  # a rootfs needs --tag
 
 
-def test_docker_env_works_with_ssh_and_the_docker_cli(dockerhost: dict[str, Any]) -> None:
+def _docker_host() -> str:
     env = run_vmctl("docker", "env", DOCK).stdout
+    return next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("export DOCKER_HOST="))
+
+
+def _docker(*args: str, host: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The real docker CLI, against the VM's forwarded socket unless ``host`` says otherwise."""
+    env = {**os.environ, "DOCKER_HOST": host or _docker_host()}
+    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_docker_env_works_with_ssh_and_the_docker_cli(dockerhost: dict[str, Any]) -> None:
+    env = run_vmctl("docker", "env", DOCK, "--ssh").stdout
     host = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("export DOCKER_HOST="))
     assert host == f"ssh://vmctl-{DOCK}"
     alias = host.removeprefix("ssh://")
@@ -101,18 +117,160 @@ def test_docker_env_works_with_ssh_and_the_docker_cli(dockerhost: dict[str, Any]
         timeout=120,
     )
     assert version.returncode == 0 and version.stdout.strip().startswith("20."), version.stderr
-    if shutil.which("docker"):
-        done = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", "vmctl/busybox:latest", "echo", "cli"],
-            env={**os.environ, "DOCKER_HOST": host},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0 and done.stdout.strip() == "cli", done.stderr
-        run_vmctl("docker", "context", DOCK)
-        ctx = subprocess.run(["docker", "--context", alias, "ps", "-q"], capture_output=True, text=True, timeout=300)
-        assert ctx.returncode == 0, ctx.stderr
+    done = _docker("run", "--rm", "--network", "none", "vmctl/busybox:latest", "echo", "cli", host=host)
+    assert done.returncode == 0 and done.stdout.strip() == "cli", done.stderr
+    run_vmctl("docker", "context", DOCK, "--ssh")
+    ctx = subprocess.run(["docker", "--context", alias, "ps", "-q"], capture_output=True, text=True, timeout=300)
+    assert ctx.returncode == 0, ctx.stderr
+
+
+def test_the_docker_socket_is_forwarded_privately_and_shown(dockerhost: dict[str, Any]) -> None:
+    report = json.loads(run_vmctl("docker", "socket", DOCK, "--json").stdout)
+    path = Path(report["socket"])
+    assert report["docker_host"] == f"unix://{path}" and _docker_host() == f"unix://{path}"
+    mode = path.stat()
+    assert stat.S_ISSOCK(mode.st_mode) and stat.S_IMODE(mode.st_mode) == 0o660
+    assert grp.getgrgid(mode.st_gid).gr_name == "docker"  # docker.io on the host made the group
+    forwarder = json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["forwarder"]
+    assert forwarder["state"] == "running" and forwarder["docker"] == {"state": "ok", "error": ""}
+    assert forwarder["socket"] == str(path)
+    listed = {r["name"]: r for r in json.loads(run_vmctl("ls", "--json").stdout)}
+    assert listed[DOCK]["forwarder"]["docker"]["state"] == "ok"
+    assert "docker ok" in run_vmctl("ls").stdout
+
+
+def test_the_docker_cli_and_a_context_use_the_socket(dockerhost: dict[str, Any]) -> None:
+    version = _docker("version", "--format", "{{.Server.Version}}")
+    assert version.returncode == 0 and version.stdout.strip().startswith("20."), version.stderr
+    done = _docker("run", "--rm", "--network", "none", "vmctl/busybox:latest", "echo", "via-socket")
+    assert done.returncode == 0 and done.stdout.strip() == "via-socket", done.stderr
+    assert run_vmctl("docker", "context", DOCK).stdout.startswith(f"docker context vmctl-{DOCK} -> unix://")
+    ctx = subprocess.run(["docker", "--context", f"vmctl-{DOCK}", "ps", "-q"], capture_output=True, text=True,
+                         timeout=120)
+    assert ctx.returncode == 0, ctx.stderr
+
+
+COMPOSE = """\
+version: "2.4"
+services:
+  web:
+    image: vmctl/busybox:latest
+    command: ["sh", "-c", "mkdir -p /www && echo hello-compose > /www/index.html && exec httpd -f -p 80 -h /www"]
+  client:
+    image: vmctl/busybox:latest
+    depends_on: [web]
+    command: ["sh", "-c", "for i in $$(seq 30); do wget -qO- http://web/index.html && exit 0; sleep 1; done; exit 1"]
+"""
+
+
+def test_docker_compose_brings_two_services_up_and_down(dockerhost: dict[str, Any], tmp_path: Path) -> None:
+    """Debian 12's docker-compose, through the socket: the client reaches the web service by its name."""
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE)
+    env = {**os.environ, "DOCKER_HOST": _docker_host()}
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker-compose", "-p", "e2e", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    try:
+        up = compose("up", "--abort-on-container-exit", "--exit-code-from", "client")
+        assert up.returncode == 0, up.stderr
+        assert "hello-compose" in up.stdout
+    finally:
+        down = compose("down")
+    assert down.returncode == 0, down.stderr
+    assert _docker("ps", "-aq", "--filter", "label=com.docker.compose.project=e2e").stdout.strip() == ""
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return None
+
+
+def _until(check: Callable[[], Any], seconds: float = 30) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
+def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_port_a_container_publishes_answers_on_the_host_while_it_runs(dockerhost: dict[str, Any]) -> None:
+    port = _free_port()
+    web = "mkdir -p /www && echo hello-port > /www/index.html && exec httpd -f -p 80 -h /www"
+    started = _docker("run", "-d", "--name", "e2e-web", "-p", f"{port}:80", "vmctl/busybox:latest", "sh", "-c", web)
+    assert started.returncode == 0, started.stderr
+    try:
+        assert _until(lambda: _get(f"http://127.0.0.1:{port}/index.html")) == "hello-port\n"
+        rows = json.loads(run_vmctl("port", "ls", DOCK, "--json").stdout)
+        assert {"port": f"127.0.0.1:{port}:{port}/tcp", "source": "docker", "state": "listening", "error": ""} in rows
+    finally:
+        _docker("rm", "-f", "e2e-web")
+    assert _until(lambda: _get(f"http://127.0.0.1:{port}/index.html") is None)
+    assert all(r["port"] != f"127.0.0.1:{port}:{port}/tcp" for r in json.loads(
+        run_vmctl("port", "ls", DOCK, "--json").stdout))
+
+
+UDP_ECHO = """\
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9000))
+while True:
+    data, peer = s.recvfrom(65535)
+    s.sendto(data, peer)
+"""
+
+
+def test_a_udp_port_a_container_publishes_echoes_on_the_host(dockerhost: dict[str, Any]) -> None:
+    port = _free_port(socket.SOCK_DGRAM)
+    # busybox has no UDP server; the guest's own python3 is lent to the container, read-only
+    lend = [arg for d in ("/usr", "/lib", "/lib64") for arg in ("-v", f"{d}:{d}:ro")]
+    started = _docker("run", "-d", "--name", "e2e-udp", "-p", f"{port}:9000/udp", *lend, "vmctl/busybox:latest",
+                      "/usr/bin/python3", "-c", UDP_ECHO)
+    assert started.returncode == 0, started.stderr
+
+    def echo() -> bytes | None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(2)
+            client.sendto(b"ping-udp\n", ("127.0.0.1", port))
+            try:
+                return client.recv(100)
+            except OSError:
+                return None
+
+    try:
+        assert _until(echo, 60) == b"ping-udp\n"
+    finally:
+        _docker("rm", "-f", "e2e-udp")
+
+
+def test_idle_sessions_last(dockerhost: dict[str, Any]) -> None:
+    """A container silent for 60 s over DOCKER_HOST=ssh://, and a shell idle for 60 s, both still answer."""
+    quiet = subprocess.Popen(
+        ["docker", "run", "--rm", "--network", "none", "vmctl/busybox:latest", "sh", "-c", "sleep 60; echo awake"],
+        env={**os.environ, "DOCKER_HOST": f"ssh://vmctl-{DOCK}"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    shell = subprocess.Popen([*VMCTL, "ssh", DOCK], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert shell.stdin is not None
+    shell.stdin.write("echo before\n")
+    shell.stdin.flush()
+    time.sleep(65)
+    shell.stdin.write("echo after-$((6*7))\n")
+    shell.stdin.close()
+    out, err = shell.communicate(timeout=120)
+    said = [line for line in out.splitlines() if line in ("before", "after-42")]  # after the login banner
+    assert shell.returncode == 0 and said == ["before", "after-42"], err
+    woke, err = quiet.communicate(timeout=120)
+    assert quiet.returncode == 0 and woke.strip() == "awake", err
 
 
 def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: pytest.FixtureRequest) -> None:
@@ -122,7 +280,9 @@ def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: 
     listed = {i["name"]: i for i in json.loads(run_vmctl("image", "ls", "--json").stdout)}
     assert image["extra"]["parent_sha256"] == listed[IMAGE]["sha256"] and listed[BAKED_IMAGE]["stale"] is None
     assert image["lean_initrd"]  # the fast profile can boot it
-    assert json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["state"] == "shutoff"
+    stopped = json.loads(run_vmctl("inspect", DOCK, "--json").stdout)
+    assert stopped["state"] == "shutoff" and stopped["forwarder"] == {"state": "stopped"}
+    assert not Path(stopped["disk"]).with_suffix(".docker.sock").exists()  # the bake stopped its forwarder
     try:
         # the fast profile: its early unit, not cloud-init, gives this new instance its keys
         vm = json.loads(

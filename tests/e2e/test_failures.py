@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ def _leftovers(name: str) -> list[str]:
         (["okname", "--ssh-key", "/nonexistent/key.pub"], "cannot read SSH key file /nonexistent/key.pub"),
         (["okname", "--network", "bad net"], "invalid network 'bad net'"),
         (["okname", "--boot", "kernel", "--user", "root"], "invalid login user 'root'"),
+        (["okname", "--publish", "99999:80"], "invalid port '99999:80': 99999 is not in 1-65535"),
+        (["okname", "--publish", "80:80/sctp"], "invalid port '80:80/sctp': protocol 'sctp' is not tcp or udp"),
+        (["okname", "--publish", "localhost:80:80"], "invalid port 'localhost:80:80'"),
+        (["okname", "--publish", "8080:80", "--publish", "0.0.0.0:8080:81"], "both want host port 8080/tcp"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_nothing_is_made(
@@ -49,6 +54,18 @@ def test_bad_input_is_one_clear_error_and_nothing_is_made(
     error = [line for line in lines if line.startswith("error:")]
     assert len(error) == 1 and message in error[0], done.stderr
     assert _leftovers("okname") == []
+
+
+def test_a_host_port_already_taken_is_refused_before_anything_is_made(runtime: dict[str, Any]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_vmctl("up", "okname", "--publish", f"{port}:80", check=False, timeout=120)
+    assert done.returncode == 1
+    expected = f"error: port 127.0.0.1:{port}:80/tcp: 127.0.0.1:{port}/tcp on the host: "
+    assert done.stderr.startswith(expected), done.stderr
+    assert "hint:" in done.stderr and _leftovers("okname") == []
 
 
 def test_unreachable_libvirt_uri(runtime: dict[str, Any]) -> None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +161,53 @@ def test_down_leaves_nothing(machines: dict[str, Any]) -> None:
         assert KERNEL not in list(host.hv.domains())
     assert not list((_state_dir() / "machines").glob(f"{KERNEL}.*"))
     assert run_vmctl("down", KERNEL, check=False).returncode == 1  # already gone: a clear error
+
+
+def _get(url: str) -> str | None:
+    """The body at ``url``, or None if nothing answers there (yet, or any more)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return None
+
+
+def _until(check: Callable[[], Any], seconds: float = 30) -> Any:
+    """``check()`` once it is truthy, polling for at most ``seconds`` (the VM is emulated)."""
+    deadline = time.monotonic() + seconds
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return value
+
+
+def test_port_add_and_rm_on_a_plain_vm(machines: dict[str, Any]) -> None:
+    """A web server in the guest, published on the host's loopback, then unpublished."""
+    run_vmctl("ssh", DISK, "--", "nohup python3 -m http.server 8000 --directory /etc >/dev/null 2>&1 &")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert run_vmctl("port", "add", DISK, f"{port}:8000").stdout.strip() == f"{DISK}: 127.0.0.1:{port}:8000/tcp"
+    assert _until(lambda: _get(f"http://127.0.0.1:{port}/hostname")) == f"{DISK}\n"
+    listed = json.loads(run_vmctl("port", "ls", DISK, "--json").stdout)
+    assert listed == [{"port": f"127.0.0.1:{port}:8000/tcp", "source": "static", "state": "listening", "error": ""}]
+    assert json.loads(run_vmctl("inspect", DISK, "--json").stdout)["spec"]["ports"] == [f"127.0.0.1:{port}:8000/tcp"]
+    again = run_vmctl("port", "add", DISK, f"{port}:8001", check=False)
+    assert again.returncode == 1 and f"{DISK} already publishes 127.0.0.1:{port}:8000/tcp" in again.stderr
+    run_vmctl("port", "rm", DISK, str(port))
+    assert _get(f"http://127.0.0.1:{port}/hostname") is None
+    assert json.loads(run_vmctl("port", "ls", DISK, "--json").stdout) == []
+    gone = run_vmctl("port", "rm", DISK, str(port), check=False)
+    assert gone.returncode == 1 and f"{DISK} does not publish '{port}'" in gone.stderr
+
+
+def test_port_add_of_a_taken_host_port_changes_nothing(machines: dict[str, Any]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_vmctl("port", "add", DISK, f"{port}:8000", check=False)
+    assert done.returncode == 1 and f"127.0.0.1:{port}/tcp on the host" in done.stderr
+    assert json.loads(run_vmctl("inspect", DISK, "--json").stdout)["spec"]["ports"] == []
 
 
 def test_the_readme_python_api_example_runs_as_written(

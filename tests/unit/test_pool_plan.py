@@ -37,12 +37,14 @@ def test_pool_spec_rules() -> None:
 def test_a_good_plan(tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text("vms:\n  a:\n    cpus: 1\n    docker: true\n    user_data: {packages: [htop]}\n"
+                    "    ports: ['8080:80', 5353:53/udp]\n"
                     "  quick:\n    profile: fast\n"
                     "pools:\n  p:\n    size: 3\n    managers: 1\n")
     loaded = load(plan)
     assert loaded.vms[0].name == "a" and loaded.vms[0].docker and "htop" in loaded.vms[0].user_data
     assert loaded.vms[0].profile == "stock" and loaded.vms[1].profile == "fast" and loaded.vms[1].boot == "kernel"
     assert loaded.pools[0].size == 3
+    assert loaded.vms[0].ports == ("127.0.0.1:5353:53/udp", "127.0.0.1:8080:80/tcp") and loaded.vms[1].ports == ()
 
 
 @pytest.mark.parametrize(
@@ -53,6 +55,9 @@ def test_a_good_plan(tmp_path: Path) -> None:
         ("vms:\n  web:\n    ssh_keys: [nothere.pub]\n", "cannot read SSH key file"),
         ("vms:\n  web: [1]\n", "vms.web: expected a mapping of settings"),
         ("vms:\n  web:\n    profile: turbo\n", "vms.web: unknown profile 'turbo'"),
+        ("vms:\n  web:\n    ports: '8080:80'\n", "vms.web.ports: expected list, got '8080:80'"),
+        ("vms:\n  web:\n    ports: ['99999:80']\n", "vms.web: invalid port '99999:80'"),
+        ("vms:\n  web:\n    ports: [2222:22]\n", "vms.web.ports: 133342 is not a string: quote each port"),
         ("pools: [a]\n", "pools: expected a mapping"),
         ("{}\n", "declares no vms and no pools"),
         ("- a\n", "expected a mapping with 'vms'"),

@@ -12,6 +12,7 @@ import libvirt
 import pytest
 
 from vmctl.hypervisor.xml import domain_xml, network_xml, storage_pool_xml
+from vmctl.model.mounts import Mount, Shares
 from vmctl.model.record import METADATA_NS
 from vmctl.model.spec import DiskBoot, DomainSpec, KernelBoot, NetworkChoice, NetworkSpec
 
@@ -20,6 +21,10 @@ UPDATE = os.environ.get("VMCTL_UPDATE_GOLDEN") == "1"
 M = Path("/var/lib/vmctl/machines")
 KERNEL = KernelBoot(Path("/var/cache/vmctl/images/debian-12.vmlinuz"), Path("/var/cache/vmctl/images/debian-12.initrd"),
                     "root=LABEL=vmctl-root ro console=ttyS0,115200n8")
+
+
+VIRTIOFSD = Path("/usr/lib/qemu/virtiofsd")
+MOUNTS = (Mount("/srv/app", "/srv/app"), Mount("/srv/a&b <cfg>", "/cfg", readonly=True))
 
 
 def _domain(**kw: object) -> DomainSpec:
@@ -37,6 +42,8 @@ DOMAINS = {
     "domain-disk-tcg-user": _domain(network=NetworkChoice("user", "")),
     "domain-kernel-tcg-nat": _domain(boot=KERNEL, network=NetworkChoice("network", "default")),
     "domain-bare-no-network": _domain(network=None, seed=None, mac=None, metadata=""),
+    "domain-kernel-tcg-virtiofs": _domain(boot=KERNEL, shares=Shares(MOUNTS, "virtiofs", VIRTIOFSD)),
+    "domain-disk-tcg-9p": _domain(shares=Shares(MOUNTS, "9p")),
 }
 NETWORKS = {
     "network-isolated": NetworkSpec(),
@@ -110,6 +117,25 @@ def test_hostile_paths_and_metadata_are_escaped() -> None:
 @pytest.mark.parametrize(("spec", "domain_type"), [(_domain(accel="kvm"), "kvm"), (_domain(accel="tcg"), "qemu")])
 def test_accelerator_chooses_the_domain_type(spec: DomainSpec, domain_type: str) -> None:
     assert ET.fromstring(domain_xml(spec)).get("type") == domain_type
+
+
+def test_shares_are_filesystems_and_virtiofs_shares_the_memory() -> None:
+    plain = ET.fromstring(domain_xml(_domain()))
+    virtiofs = ET.fromstring(domain_xml(_domain(shares=Shares(MOUNTS, "virtiofs", VIRTIOFSD))))
+    ninep = ET.fromstring(domain_xml(_domain(shares=Shares(MOUNTS, "9p"))))
+    assert plain.find("devices/filesystem") is None and plain.find("memoryBacking") is None
+    assert virtiofs.find("memoryBacking/source").get("type") == "memfd"  # type: ignore[union-attr]
+    assert virtiofs.find("memoryBacking/access").get("mode") == "shared"  # type: ignore[union-attr]
+    assert ninep.find("memoryBacking") is None
+    for root, driver in ((virtiofs, "virtiofs"), (ninep, "path")):
+        shares = root.findall("devices/filesystem")
+        assert [s.find("source").get("dir") for s in shares] == ["/srv/app", "/srv/a&b <cfg>"]  # type: ignore[union-attr]
+        assert [s.find("target").get("dir") for s in shares] == ["vmctl0", "vmctl1"]  # type: ignore[union-attr]
+        assert {s.find("driver").get("type") for s in shares} == {driver}  # type: ignore[union-attr]
+    # libvirt 9.0 refuses <readonly/> on virtiofs; there the guest mounts it ro
+    assert [s.find("readonly") is not None for s in ninep.findall("devices/filesystem")] == [False, True]
+    assert all(s.find("readonly") is None for s in virtiofs.findall("devices/filesystem"))
+    assert virtiofs.find("devices/filesystem/binary").get("path") == str(VIRTIOFSD)  # type: ignore[union-attr]
 
 
 def test_disk_boot_uses_the_boot_loader_and_kernel_boot_the_kernel() -> None:

@@ -12,11 +12,14 @@ import ctypes
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import HypervisorError
 
 CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -52,14 +55,30 @@ def connect(host: str, port: int, timeout: float, netns: str | None = None) -> s
     ``timeout`` bounds the connect only: the socket returned blocks without a
     timeout and has keep-alives on (see :func:`lasting`).
     """
+    return lasting(inside(netns, lambda: socket.create_connection((host, port), timeout=timeout)))
+
+
+def datagram(host: str, port: int, netns: str | None = None) -> socket.socket:
+    """A UDP socket inside ``netns`` (when given) whose peer is ``host:port``."""
+
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect((host, port))
+        return sock
+
+    return inside(netns, make)
+
+
+def inside(netns: str | None, make: Callable[[], T]) -> T:
+    """``make()`` run in a short-lived thread that entered ``netns`` (at once without one)."""
     if netns is None:
-        return lasting(socket.create_connection((host, port), timeout=timeout))
-    result: list[socket.socket | BaseException] = []
+        return make()
+    result: list[T | BaseException] = []
 
     def work() -> None:
         try:
             _enter(netns)
-            result.append(socket.create_connection((host, port), timeout=timeout))
+            result.append(make())
         except BaseException as e:  # handed to the caller's thread below
             result.append(e)
 
@@ -68,4 +87,4 @@ def connect(host: str, port: int, timeout: float, netns: str | None = None) -> s
     thread.join()
     if isinstance(result[0], BaseException):
         raise result[0]
-    return lasting(result[0])
+    return result[0]

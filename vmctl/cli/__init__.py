@@ -47,6 +47,7 @@ COMMANDS: dict[str, LazyCommand] = {
                                hidden=True),
     "pool": LazyCommand(".pool", "pool_group",
                         "Docker Swarm host pools: VMs as Docker hosts, joined into one swarm."),
+    "port": LazyCommand(".ports", "port_group", "Published ports: host ports forwarded into a VM."),
     "restart": LazyCommand(".machines", "restart", "Shut VMs down and start them again, waiting for SSH."),
     "ssh": LazyCommand(".machines", "ssh", "Log into a VM, or run CMD in it and exit with CMD's exit code."),
     "start": LazyCommand(".machines", "start", "Start stopped VMs and wait until SSH answers."),

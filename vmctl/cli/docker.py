@@ -113,42 +113,96 @@ def _prepare_ssh(ctx: click.Context, name: str) -> str:
         return sshconfig.alias(machine)
 
 
-@docker_group.command("env")
-@click.argument("name")
-@click.pass_context
-def env(ctx: click.Context, name: str) -> None:
-    """Print DOCKER_HOST settings for the docker CLI (eval them).
+def _socket(ctx: click.Context, name: str) -> str:
+    """The VM's forwarded Docker socket, its forwarder started if need be; an error says why not."""
+    from ..machines.host import Host
 
-    Adds 'Include' of vmctl's ssh entries to ~/.ssh/config once, so that
-    ssh://vmctl-NAME uses the VM's pinned host key.
+    with Host(ctx.obj["connect"]) as host:
+        machine = host.get(name)
+        if not machine.spec.docker:
+            raise ConfigError(f"{name} was not made as a Docker host (vmctl up --docker), so it has no Docker socket",
+                              hint=f"use ssh: eval \"$(vmctl docker env {name} --ssh)\"")
+        report = machine.forwarder()
+        if report.get("docker", {}).get("state") != "ok":
+            with output.progress(as_json=False) as progress:
+                progress.phase(f"starting the forwarder of {name}")
+                report = machine.forward()
+        docker = report.get("docker") or {}
+        if docker.get("state") != "ok":
+            raise VmctlError(f"the Docker socket of {name} is not up: {docker.get('error') or docker.get('state')}",
+                             hint=f"'vmctl inspect {name}' shows the forwarder; its log is "
+                             f"{host.file(name, 'forward.log')}")
+        return str(report["socket"])
+
+
+@docker_group.command("socket")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the forwarder's report as JSON.")
+@click.pass_context
+def socket_(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Forward the VM's Docker socket to a unix socket on this host, and print its path.
+
+    The forwarder runs in the background over one SSH connection with the
+    VM's pinned host key, reconnects when the VM reboots, and stops with
+    'vmctl stop' or 'vmctl down'. 'vmctl up --docker' and 'vmctl start' start
+    it by themselves. The socket is mode 0660, group docker: like the docker
+    group itself, access to it is root in the VM.
 
     \b
-    Example:
-      eval "$(vmctl docker env web)"
+    Examples:
+      vmctl docker socket web
+      DOCKER_HOST=unix://$(vmctl docker socket web) docker-compose up -d
     """
-    alias = _prepare_ssh(ctx, name)
-    click.echo(f"export DOCKER_HOST=ssh://{alias}")
-    click.echo(f"# run: eval \"$(vmctl docker env {name})\"")
+    path = _socket(ctx, name)
+    if as_json:
+        output.emit_json({"name": name, "socket": path, "docker_host": f"unix://{path}"})
+    else:
+        click.echo(path)
+
+
+@docker_group.command("env")
+@click.argument("name")
+@click.option("--ssh", "use_ssh", is_flag=True, help="DOCKER_HOST=ssh://vmctl-NAME instead of the local socket.")
+@click.pass_context
+def env(ctx: click.Context, name: str, use_ssh: bool) -> None:
+    """Print DOCKER_HOST settings for the docker CLI (eval them).
+
+    By default DOCKER_HOST is the VM's forwarded Docker socket (started if
+    need be): each docker command then costs a local connection, not an SSH
+    handshake. With --ssh it is ssh://vmctl-NAME, and 'Include' of vmctl's
+    ssh entries is added to ~/.ssh/config once, so that the VM's pinned host
+    key is used.
+
+    \b
+    Examples:
+      eval "$(vmctl docker env web)"
+      eval "$(vmctl docker env web --ssh)"
+    """
+    host = f"ssh://{_prepare_ssh(ctx, name)}" if use_ssh else f"unix://{_socket(ctx, name)}"
+    click.echo(f"export DOCKER_HOST={host}")
+    click.echo(f"# run: eval \"$(vmctl docker env {name}{' --ssh' if use_ssh else ''})\"")
 
 
 @docker_group.command("context")
 @click.argument("name")
+@click.option("--ssh", "use_ssh", is_flag=True, help="Point the context at ssh://vmctl-NAME instead of the socket.")
 @click.pass_context
-def context(ctx: click.Context, name: str) -> None:
+def context(ctx: click.Context, name: str, use_ssh: bool) -> None:
     """Create (or update) the docker context vmctl-NAME for a VM.
 
     \b
-    Example:
+    Examples:
       vmctl docker context web && docker --context vmctl-web ps
+      vmctl docker context web --ssh
     """
-    alias = _prepare_ssh(ctx, name)
     if shutil.which("docker") is None:
         raise ConfigError("the docker CLI is not installed", hint="install it, or use 'vmctl docker env'")
-    endpoint = f"host=ssh://{alias}"
-    exists = subprocess.run(["docker", "context", "inspect", alias], capture_output=True).returncode == 0
+    alias = f"vmctl-{name}"
+    target = f"ssh://{_prepare_ssh(ctx, name)}" if use_ssh else f"unix://{_socket(ctx, name)}"
+    exists = subprocess.run(["docker", "context", "inspect", alias], capture_output=True, timeout=30).returncode == 0
     verb = ["update"] if exists else ["create"]
-    done = subprocess.run(["docker", "context", *verb, alias, "--docker", endpoint,
-                           "--description", f"vmctl VM {name}"], capture_output=True, text=True)
+    done = subprocess.run(["docker", "context", *verb, alias, "--docker", f"host={target}",
+                           "--description", f"vmctl VM {name}"], capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
         raise VmctlError(f"docker context {verb[0]} failed: {done.stderr.strip()}")
-    click.echo(f"docker context {alias} -> ssh://{alias}  (docker --context {alias} ps)")
+    click.echo(f"docker context {alias} -> {target}  (docker --context {alias} ps)")

@@ -61,6 +61,7 @@ def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
         name=name, image=opts["image"], cpus=opts["cpus"], memory_mib=opts["memory"],
         disk_gib=opts["disk"], boot=opts["boot"], network=opts["network"], user=opts["user"],
         ssh_keys=keys, user_data=user_data, docker=opts["docker"], profile=opts["profile"],
+        ports=tuple(opts["ports"]), mounts=tuple(opts["mounts"]),
     )
 
 
@@ -97,6 +98,12 @@ def _summary(data: dict[str, Any]) -> str:
 @click.option("--ssh-key", multiple=True, type=click.Path(dir_okay=False),
               help="A public key file to authorise as well (repeatable).")
 @click.option("--docker", is_flag=True, help="Install Docker Engine (a baked image makes this a quick check).")
+@click.option("--publish", "-p", "ports", multiple=True, metavar="[ADDR:]HOSTPORT:GUESTPORT[/udp]",
+              help="Forward a host port (on 127.0.0.1 unless ADDR is given) to the VM (repeatable).")
+@click.option("--mount", "mounts", multiple=True, metavar="HOSTDIR[:GUESTDIR][:ro]",
+              help="Share a host directory with the VM, mounted at every boot (virtiofs; repeatable). "
+                   "GUESTDIR defaults to the same path as HOSTDIR, as in Lima and Multipass; ro makes it "
+                   "read-only in the guest. Example: --mount $PWD/src --mount /srv/cfg:/cfg:ro")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a failed VM in place to inspect it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the VM (a list for several) as JSON.")
 @click.pass_context
@@ -112,6 +119,8 @@ def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_
       vmctl up a b c --cpus 1 --memory 768
       vmctl up dev --ssh-key ~/.ssh/id_ed25519.pub --user-data extra.yaml --json
       vmctl up dockerhost --docker
+      vmctl up web --publish 8080:80 --publish 5353:53/udp
+      vmctl up dev --mount $PWD/src --mount /srv/cfg:/cfg:ro   # src at the same path
       vmctl up quick --profile fast   # direct kernel boot, trimmed cloud-init
     """
     specs = [_spec(name, opts) for name in names]  # every input checked before anything is made
@@ -163,14 +172,35 @@ def ls(ctx: click.Context, as_json: bool) -> None:
       vmctl ls --json
     """
     with _host(ctx) as host:
-        rows = [{"name": m.name, "state": m.state, "ip": m.ip, "user": m.user, "image": m.spec.image,
-                 "cpus": m.spec.cpus, "memory_mib": m.spec.memory_mib} for m in host.list()]
+        rows = [_row(m) for m in host.list()]
     if as_json:
         output.emit_json(rows)
         return
-    click.echo(f"{'NAME':<20} {'STATE':<10} {'IP':<16} {'USER':<10} IMAGE")
+    click.echo(f"{'NAME':<20} {'STATE':<10} {'IP':<16} {'USER':<10} {'IMAGE':<20} FORWARDER")
     for r in rows:
-        click.echo(f"{r['name']:<20} {r['state']:<10} {r['ip'] or '-':<16} {r['user']:<10} {r['image']}")
+        click.echo(f"{r['name']:<20} {r['state']:<10} {r['ip'] or '-':<16} {r['user']:<10} {r['image']:<20} "
+                   f"{_forwarder_summary(r['forwarder'])}")
+
+
+def _row(m: Machine) -> dict[str, Any]:
+    return {"name": m.name, "state": m.state, "ip": m.ip, "user": m.user, "image": m.spec.image,
+            "cpus": m.spec.cpus, "memory_mib": m.spec.memory_mib, "ports": list(m.spec.ports),
+            "forwarder": m.forwarder() if m.needs_forwarder else None}
+
+
+def _forwarder_summary(report: dict[str, Any] | None) -> str:
+    """``docker ok, 2 ports`` / ``stopped`` / ``-`` (no Docker socket, no ports)."""
+    if report is None:
+        return "-"
+    if report.get("state") != "running":
+        return str(report.get("state"))
+    parts = []
+    if (docker := report.get("docker")) and docker.get("state") != "off":
+        parts.append(f"docker {docker.get('state')}")
+    ports = report.get("ports") or []
+    failed = sum(1 for p in ports if p["state"] == "error")
+    parts.append(f"{len(ports) - failed} ports" + (f" ({failed} failed)" if failed else ""))
+    return ", ".join(parts)
 
 
 @click.command()

@@ -51,3 +51,8 @@ def client(guest: SSHConnection, timeout: int = 60) -> Any:
             hint=f"'vmctl docker install {guest.endpoint.machine}'",
         ) from e
     return sdk
+
+
+def local(path: str, timeout: int = 60) -> Any:
+    """A ``docker.DockerClient`` for the Engine behind the unix socket at ``path``."""
+    return docker.DockerClient(base_url=f"unix://{path}", version=API_FLOOR, timeout=timeout)

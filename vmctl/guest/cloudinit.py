@@ -9,6 +9,7 @@ import yaml
 
 from .._core.render import render
 from ..errors import ConfigError
+from ..model.mounts import Shares
 from .keys import KeyPair
 
 # Keys that would break the pinned host key if user-data changed them.
@@ -60,6 +61,48 @@ def merge(base: Any, extra: Any) -> Any:
     return extra
 
 
+# What marks vmctl's own fstab lines (mount(8) ignores comment=), so a bake can drop them.
+FSTAB_MARK = "comment=vmctl"
+# A Docker host's containers may bind-mount a share: it is there before dockerd starts
+# (nofail takes the mount out of local-fs.target's ordering, so say so explicitly).
+MOUNT_OPTIONS = ("nofail", "x-systemd.before=docker.service", FSTAB_MARK)
+DRIVER_OPTIONS = {"virtiofs": (), "9p": ("trans=virtio", "version=9p2000.L", "msize=262144")}
+
+
+def _fstab_field(text: str) -> str:
+    """A field as fstab(5) wants it: blanks and backslashes as octal escapes (a space is \\040)."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\\" else c for c in text)
+
+
+def fstab_lines(shares: Shares) -> list[str]:
+    """One fstab line per share: its tag, where the guest mounts it, and how."""
+    lines = []
+    for tag, mount in shares.tagged:
+        options = ("ro" if mount.readonly else "rw", *DRIVER_OPTIONS[shares.driver], *MOUNT_OPTIONS)
+        lines.append("\t".join([tag, _fstab_field(mount.guest), shares.driver, ",".join(options), "0", "0"]))
+    return lines
+
+
+def mount_config(shares: Shares | None) -> dict[str, Any]:
+    """cloud-config that mounts the shares at every boot, in both boot profiles.
+
+    The lines go into /etc/fstab (nofail: a share that is gone never stops a boot),
+    so systemd mounts them on each later boot. They are appended by write_files in
+    cloud-init's init stage (a module the fast profile keeps), once per instance; as
+    that stage runs after local-fs.target, runcmd (kept too) starts the new mount
+    units on the first boot. A failed mount fails runcmd, so cloud-init and the
+    ``up`` waiting for it report it. Not cloud-init's ``mounts`` module: it drops
+    every entry whose device is not a block device (a share's tag is not).
+    """
+    if not shares or not shares.mounts:
+        return {}
+    return {
+        "write_files": [{"path": "/etc/fstab", "append": True, "content": "".join(
+            line + "\n" for line in fstab_lines(shares))}],
+        "runcmd": [["systemctl", "daemon-reload"], ["systemctl", "start", *(m.guest for m in shares.mounts)]],
+    }
+
+
 def _load(template: str, **context: Any) -> Any:
     return yaml.safe_load(render(template, **context))
 
@@ -78,10 +121,11 @@ def seed_data(
     mac: str,
     extra: dict[str, Any] | None = None,
     meta_extra: dict[str, Any] | None = None,
+    shares: Shares | None = None,
 ) -> SeedData:
     config = _load("cloud-init/user-data.yaml.j2", hostname=hostname, user=user,
                    authorized_keys=authorized_keys, host_key=host_key)
-    config = merge(config, extra or {})
+    config = merge(merge(config, mount_config(shares)), extra or {})
     meta = merge(_load("cloud-init/meta-data.yaml.j2", instance_id=instance_id, hostname=hostname), meta_extra or {})
     network = _load("cloud-init/network-config.yaml.j2", mac=mac)
     login = {"user": user + "\n", "hostname": hostname + "\n", "host-key": host_key.private,

@@ -16,6 +16,7 @@ from ..hypervisor.runtime import Runtime, resolve_uri
 from ..hypervisor.xml import network_xml, storage_pool_xml
 from ..model.record import METADATA_NS, Record
 from ..model.spec import DEFAULT_NETWORK, MachineSpec, NetworkSpec
+from . import forwarder
 from .lifecycle import Timeline, Timeouts, up
 from .machine import Machine
 
@@ -29,7 +30,7 @@ def prepare_host(hv: Hypervisor, network: NetworkSpec = DEFAULT_NETWORK) -> None
     hv.ensure_storage_pool(STORAGE_POOL, storage_pool_xml(STORAGE_POOL, str(machines_dir())))
 
 
-FILE_SUFFIXES = ("qcow2", "seed.iso", "serial.log", "lock", "known_hosts")
+FILE_SUFFIXES = ("qcow2", "seed.iso", "serial.log", "lock", "known_hosts", *forwarder.SUFFIXES)
 
 
 class Host:
@@ -95,6 +96,7 @@ class Host:
 
         The caller holds the VM's lock (or knows nothing else can touch it): see :meth:`delete`."""
         removed = []
+        forwarder.stop(self.dir, name)
         if self.hv.exists(name):
             if self.record(name) is None:
                 raise NotManaged(name, self.uri)

@@ -9,6 +9,7 @@ last, and the tail of the serial console.
 from __future__ import annotations
 
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from .._core.locks import file_lock
 from .._core.poll import Look, wait_for
 from .._core.progress import NoProgress, Progress
+from .._core.relay import bind
 from ..engine.install import install
 from ..errors import CloudInitError, ConfigError, ImageError, PhaseError, VmctlError
 from ..guest.cloudinit import parse_user_data, seed_data
@@ -29,10 +31,13 @@ from ..hypervisor.disks import create_overlay
 from ..hypervisor.xml import domain_xml
 from ..images.boottest import boot_spec
 from ..images.catalog import Cache, CachedImage
+from ..model.mounts import Shares
+from ..model.ports import overlapping, parse_all
 from ..model.profiles import profile
-from ..model.record import KEY, METADATA_NS, Record
+from ..model.record import Record
 from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
 from .machine import Machine
+from .shares import shares_for
 
 if TYPE_CHECKING:
     from .host import Host
@@ -93,15 +98,17 @@ def up(
     boot_for(image, spec)  # an image the profile cannot boot is refused before anything starts
     extra = profile(spec.profile).under(parse_user_data(spec.user_data))
     _check_against_host(host, spec)
-    spec = replace(spec, user=spec.user or image.user)
+    spec = replace(spec, user=spec.user or image.user)  # (which checks the mounts against the user's home)
+    shares = shares_for(spec, image)  # host directories exist; virtiofs, or 9p the image's kernel can mount
     host.dir.mkdir(parents=True, exist_ok=True)
     with file_lock(host.file(spec.name, "lock")):
         if host.hv.exists(spec.name):
-            return _existing(host, spec, progress)
+            return _forwarded(_existing(host, spec, progress), progress)
+        check_ports(host, spec)
         accel = accelerator(progress)
-        run = _Run(host, spec, progress, timeouts or Timeouts.for_accel(accel), timeline or Timeline())
+        run = _Run(host, spec, progress, timeouts or Timeouts.for_accel(accel), timeline or Timeline(), shares)
         try:
-            return run.all(image, accel, extra)
+            machine = run.all(image, accel, extra)
         except BaseException as e:  # clean up after anything, even Ctrl-C
             error = run.fail(e) if isinstance(e, VmctlError) else None
             if run.machine is not None:
@@ -111,6 +118,40 @@ def up(
             if error is None:
                 raise
             raise error from e
+    return _forwarded(machine, progress)  # the VM is complete: a forwarder's trouble does not undo it
+
+
+def check_ports(host: Host, spec: MachineSpec) -> None:
+    """Each port the spec publishes is free on the host and no other VM's: before anything is made."""
+    ports = parse_all(spec.ports)
+    if not ports:
+        return
+    for other in host.list():
+        if other.name != spec.name and (clash := overlapping(ports, parse_all(other.spec.ports))):
+            mine, theirs = clash[0]
+            raise ConfigError(f"port {mine}: VM {other.name} already publishes {theirs}",
+                              hint="pick another host port ([ADDR:]HOSTPORT:GUESTPORT)")
+    for port in ports:
+        try:
+            kind = socket.SOCK_DGRAM if port.proto == "udp" else socket.SOCK_STREAM
+            bind(port.host_addr, port.host_port, kind).close()
+        except OSError as e:
+            raise ConfigError(f"port {port}: {port.family_addr}:{port.host_port}/{port.proto} on the host: "
+                              f"{e.strerror or e}", hint="pick another host port, or stop what listens there") from e
+
+
+def _forwarded(machine: Machine, progress: Progress) -> Machine:
+    """The VM with its forwarder running (Docker socket, published ports), if it needs one.
+    A published port that could not listen is an error; the VM itself is left up."""
+    if not machine.needs_forwarder:
+        return machine
+    progress.phase("forwarding the Docker socket and ports")
+    report = machine.forward()
+    if failed := [p for p in report.get("ports", []) if p["source"] == "static" and p["state"] == "error"]:
+        raise ConfigError(f"{machine.name} is up, but port {failed[0]['port']} is not: {failed[0]['error']}",
+                          hint=f"'vmctl port rm {machine.name} {failed[0]['port']}', or free it and "
+                          f"'vmctl restart {machine.name}'")
+    return machine
 
 
 def _existing(host: Host, spec: MachineSpec, progress: Progress) -> Machine:
@@ -122,7 +163,7 @@ def _existing(host: Host, spec: MachineSpec, progress: Progress) -> Machine:
         )
     if machine.state != "running":
         progress.phase("starting the existing VM")
-        machine.start()
+        machine.start()  # which starts its forwarder too
     return machine
 
 
@@ -130,9 +171,9 @@ class _Run:
     """One ``up`` in progress: the phases, their timings, and what they waited on."""
 
     def __init__(self, host: Host, spec: MachineSpec, progress: Progress, timeouts: Timeouts,
-                 timeline: Timeline) -> None:
+                 timeline: Timeline, shares: Shares | None = None) -> None:
         self.host, self.spec, self.progress, self.timeouts = host, spec, progress, timeouts
-        self.timeline = timeline
+        self.timeline, self.shares = timeline, shares
         self.timings: dict[str, float] = {}
         self.phase, self.phase_started = "define", time.monotonic()
         self.machine: Machine | None = None
@@ -155,9 +196,7 @@ class _Run:
             self.step("docker", "installing Docker", self.install_docker)
         self.timings["total"] = round(time.monotonic() - started, 2)
         assert self.machine is not None
-        record = replace(self.machine.record, timings=self.timings)
-        self.host.hv.set_metadata(self.spec.name, *_meta(record))
-        self.machine.record = record
+        self.machine.save(replace(self.machine.record, timings=self.timings))
         return self.machine
 
     def define(self, image: object, accel: str, extra: dict[str, object]) -> None:
@@ -177,13 +216,13 @@ class _Run:
         keys = [host.client_public_key(), *spec.ssh_keys]
         seed = seed_data(hostname=spec.name, instance_id=record.instance_id, user=user,
                          authorized_keys=keys, host_key=host_key, mac=mac, extra=extra,
-                         meta_extra=profile(spec.profile).meta_data)
+                         meta_extra=profile(spec.profile).meta_data, shares=self.shares)
         write_seed(seed, Path(record.seed))
         domain = DomainSpec(
             name=spec.name, disk=Path(record.disk), serial_log=Path(record.serial_log),
             cpus=spec.cpus, memory_mib=spec.memory_mib, accel="kvm" if accel == "kvm" else "tcg",
             boot=boot, seed=Path(record.seed),
-            network=NetworkChoice.parse(spec.network), mac=mac, metadata=record.to_json(),
+            network=NetworkChoice.parse(spec.network), mac=mac, metadata=record.to_json(), shares=self.shares,
         )
         host.hv.define(domain_xml(domain))
         self.machine = Machine(host, spec.name, record)
@@ -246,7 +285,3 @@ def lean_initrd(image: CachedImage, profile_name: str) -> Path:
             "re-bake a baked one from a new base)",
         )
     return Path(image.lean_initrd)
-
-
-def _meta(record: Record) -> tuple[str, str, str]:
-    return METADATA_NS, KEY, record.element()

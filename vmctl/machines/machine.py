@@ -14,8 +14,9 @@ from ..errors import HostKeyMismatch, MachineNotRunning, NoAddress, VmctlError, 
 from ..guest.keys import fingerprint
 from ..guest.ssh import Endpoint, SSHConnection, read_banner
 from ..hypervisor.console import read, tail
-from ..model.record import Record
+from ..model.record import KEY, METADATA_NS, Record
 from ..model.spec import MachineSpec, NetworkChoice
+from . import forwarder
 
 if TYPE_CHECKING:
     from .host import Host
@@ -67,6 +68,11 @@ class Machine:
         return Endpoint(self.name, ip, self.user, self.host.client_key, self.record.host_key,
                         netns=self.record.netns)
 
+    def save(self, record: Record) -> None:
+        """Keep ``record`` as the VM's metadata in libvirt (live and persistent), and use it."""
+        self.host.hv.set_metadata(self.name, METADATA_NS, KEY, record.element())
+        self.record = record
+
     def console(self, lines: int | None = None) -> str:
         """The serial console log (the last ``lines`` lines, if given)."""
         text = read(Path(self.record.serial_log))
@@ -81,6 +87,7 @@ class Machine:
             "mac": self.record.mac, "accel": self.record.accel, "netns": self.record.netns,
             "disk": self.record.disk, "seed": self.record.seed, "serial_log": self.record.serial_log,
             "spec": self.spec.to_dict(), "timings": self.record.timings, "created": self.record.created,
+            "forwarder": self.forwarder() if self.needs_forwarder else None,
         }
 
     # SSH --------------------------------------------------------------------
@@ -101,10 +108,31 @@ class Machine:
         self.ssh().get(remote, local)
 
     def docker(self, timeout: int = 60) -> Any:
-        """A ``docker.DockerClient`` for this VM, over SSH with the pinned host key."""
-        from ..engine.client import client  # the Docker SDK takes 0.23 s to import: only here
+        """A ``docker.DockerClient`` for this VM: through its forwarded Docker socket when
+        that is up, else over a new SSH connection; the guest's pinned host key either way."""
+        from ..engine import client  # the Docker SDK takes 0.23 s to import: only here
 
-        return client(SSHConnection(self.endpoint()), timeout)
+        if self.forwarder().get("docker", {}).get("state") == "ok":
+            return client.local(str(forwarder.socket_path(self.host.dir, self.name)), timeout)
+        return client.client(SSHConnection(self.endpoint()), timeout)
+
+    # the forwarder: Docker socket and published ports ------------------------------
+
+    @property
+    def needs_forwarder(self) -> bool:
+        return self.spec.docker or bool(self.spec.ports)
+
+    def forwarder(self) -> dict[str, Any]:
+        """The forwarder's last report: state, Docker socket and its health, ports."""
+        return forwarder.status(self.host.dir, self.name)
+
+    def forward(self) -> dict[str, Any]:
+        """Start (or refresh) the VM's forwarder and wait for its report (see
+        :mod:`vmctl.machines.forwarder`); a port or socket that failed is in the report."""
+        try:
+            return forwarder.ensure(self.host.dir, self.name, self.host.uri, self.spec.ports, self.spec.docker)
+        except WaitTimeout:
+            return self.forwarder()  # still starting: its status says how far it got
 
     def close(self) -> None:
         if self._ssh is not None:
@@ -163,6 +191,7 @@ class Machine:
     def stop(self, timeout: float = 120, force: bool = False) -> None:
         """Power off: ACPI shutdown, then a hard stop after ``timeout`` seconds (or at once with force)."""
         self.close()
+        forwarder.stop(self.host.dir, self.name)
         state = self.state
         if state not in UP_STATES:
             return
@@ -175,10 +204,14 @@ class Machine:
         self.host.hv.power_off(self.name)
 
     def start(self, ssh_timeout: float = 600) -> float:
-        """Power on (if off) and wait for SSH; returns the seconds it took."""
+        """Power on (if off), wait for SSH, start the forwarder; returns the seconds it took."""
+        started = time.monotonic()
         if self.state != "running":
             self.host.hv.start(self.name)
-        return self.wait_ssh(ssh_timeout)
+        self.wait_ssh(ssh_timeout)
+        if self.needs_forwarder:
+            self.forward()
+        return time.monotonic() - started
 
     def restart(self, ssh_timeout: float = 600) -> float:
         self.stop()

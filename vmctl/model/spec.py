@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError
+from .mounts import Mount, Shares, parse_mounts
+from .ports import parse_all
 from .profiles import profile
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -153,6 +155,7 @@ class DomainSpec:
     network: NetworkChoice | None = field(default_factory=NetworkChoice)
     mac: str | None = None
     metadata: str = ""
+    shares: Shares | None = None  # shared folders, if any (memory is then shared for virtiofs)
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -179,6 +182,8 @@ class MachineSpec:
     docker: bool = False
     pool: str = ""  # the Swarm pool this VM belongs to, if any
     profile: str = "stock"  # boot profile: stock, or fast (which boots the kernel directly)
+    ports: tuple[str, ...] = ()  # published ports, normalised: "127.0.0.1:8080:80/tcp"
+    mounts: tuple[str, ...] = ()  # shared folders, normalised: "/srv/app:/srv/app", "/srv/cfg:/cfg:ro"
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -198,6 +203,8 @@ class MachineSpec:
             raise ConfigError(f"profile {self.profile!r} needs boot mode {forced!r}, not {self.boot!r}",
                               hint="leave the boot mode (--boot) out, or use profile 'stock'")
         object.__setattr__(self, "boot", self.boot or forced or "disk")
+        object.__setattr__(self, "ports", tuple(str(p) for p in parse_all(self.ports)))
+        object.__setattr__(self, "mounts", tuple(str(m) for m in parse_mounts(self.mounts, self.user)))
 
     @property
     def boot_mode(self) -> BootMode:
@@ -205,13 +212,20 @@ class MachineSpec:
         assert self.boot is not None
         return self.boot
 
+    @property
+    def shared_folders(self) -> tuple[Mount, ...]:
+        """``mounts`` as values (they were checked at construction)."""
+        return parse_mounts(self.mounts, self.user)
+
     def to_dict(self) -> dict[str, object]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, raw: dict[str, object]) -> MachineSpec:
         known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
-        known["ssh_keys"] = tuple(known.get("ssh_keys") or ())  # type: ignore[arg-type]
+        for key, value in known.items():  # JSON has lists where the spec keeps tuples
+            if isinstance(value, list):
+                known[key] = tuple(value)
         return cls(**known)  # type: ignore[arg-type]
 
     def differences(self, other: MachineSpec) -> list[str]:

@@ -1,0 +1,163 @@
+"""The host side of a VM, kept up in the background: its Docker socket and its ports.
+
+One forwarder process per VM (``python -m vmctl.machines.forwarding``) holds:
+
+- for a Docker host, a unix socket in the machines directory that reaches the
+  guest's ``/var/run/docker.sock`` over one long-lived OpenSSH connection with
+  the pinned host key (re-made when it drops: a guest reboot, a network blip);
+- the VM's published ports (its spec's ``ports``), and on a Docker host the ports
+  its containers publish, each listening on the host and relayed into the VM.
+
+It outlives the command that started it. This module starts it, stops it by its
+PID (checked to be a forwarder for that VM first), and reads the status file it
+keeps (``NAME.forward.json``): ``ls``/``inspect`` show it, so a forwarder that
+cannot do its job says why instead of failing silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from .._core.locks import replacing
+from .._core.poll import Look, wait_for
+from ..errors import HypervisorError, WaitTimeout
+
+MODULE = "vmctl.machines.forwarding"
+SUFFIXES = ("forward.pid", "forward.json", "forward.log", "docker.sock")
+START_TIMEOUT = 60.0  # an SSH handshake with an emulated guest takes seconds; a cold one more
+
+
+def paths(directory: Path, name: str) -> dict[str, Path]:
+    """The forwarder's files for VM ``name``: pid, status, log, and the Docker socket."""
+    return {suffix.split(".")[-1]: directory / f"{name}.{suffix}" for suffix in SUFFIXES}
+
+
+def socket_path(directory: Path, name: str) -> Path:
+    return paths(directory, name)["sock"]
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def running_pid(directory: Path, name: str) -> int | None:
+    """The forwarder's PID if that process is alive and is the forwarder of ``name``
+    (a PID file can outlive its process, and the PID be reused)."""
+    try:
+        pid = int(paths(directory, name)["pid"].read_text())
+    except (OSError, ValueError):
+        return None
+    argv = _cmdline(pid)
+    if MODULE in argv and name in argv and not _zombie(pid):
+        return pid
+    return None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def status(directory: Path, name: str) -> dict[str, Any]:
+    """What the forwarder last reported, or ``{"state": "stopped"}``."""
+    pid = running_pid(directory, name)
+    if pid is None:
+        return {"state": "stopped"}
+    try:
+        data: dict[str, Any] = json.loads(paths(directory, name)["json"].read_text())
+    except (OSError, ValueError):
+        data = {"state": "starting"}
+    return {**data, "pid": pid}
+
+
+def start(directory: Path, name: str, uri: str) -> int:
+    """Start the forwarder of ``name`` (or tell a running one to re-read the VM); returns its PID."""
+    if (pid := running_pid(directory, name)) is not None:
+        os.kill(pid, signal.SIGHUP)
+        return pid
+    files = paths(directory, name)
+    files["json"].unlink(missing_ok=True)
+    with open(files["log"], "ab") as log:
+        os.chmod(files["log"], 0o600)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", MODULE, "--connect", uri, name], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, start_new_session=True, close_fds=True,
+        )  # a session of its own: it outlives this command and its terminal
+    with replacing(files["pid"], 0o600) as f:  # at once, so that no second start races this one
+        f.write(str(proc.pid).encode())
+    return proc.pid
+
+
+def ensure(directory: Path, name: str, uri: str, ports: tuple[str, ...], docker: bool,
+           timeout: float = START_TIMEOUT) -> dict[str, Any]:
+    """Start (or reload) the forwarder and wait until it reports on ``ports`` and,
+    for a Docker host, on the Docker socket; returns its status. A port or socket
+    that failed is in the status, for the caller to judge."""
+    started = time.monotonic()
+    pid = start(directory, name, uri)
+
+    def settled(look: Look) -> dict[str, Any] | None:
+        now = status(directory, name)
+        look.seen = json.dumps({k: now.get(k) for k in ("state", "docker", "ports")})
+        if _exited(pid):
+            raise HypervisorError(f"the forwarder of {name} exited: {_log_tail(directory, name)}",
+                                  hint=f"see {paths(directory, name)['log']}")
+        fresh = now.get("reloaded", 0) >= started - 1  # the status answers this start or reload
+        docker_done = not docker or now.get("docker", {}).get("state") in ("ok", "error")
+        return now if fresh and sorted(now.get("static", [])) == sorted(ports) and docker_done else None
+
+    return wait_for(f"the forwarder of {name}", settled, timeout, interval=0.1)
+
+
+def _exited(pid: int) -> bool:
+    with suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    return not Path(f"/proc/{pid}").exists()
+
+
+def _log_tail(directory: Path, name: str) -> str:
+    try:
+        lines = [ln for ln in paths(directory, name)["log"].read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no log"
+
+
+def stop(directory: Path, name: str, grace: float = 10) -> bool:
+    """Stop the forwarder of ``name`` by its PID; True if one was running. Its files go too
+    (the log stays, for ``down`` to remove with the VM)."""
+    pid = running_pid(directory, name)
+    if pid is not None:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        try:
+            wait_for(f"the forwarder of {name} to exit", lambda _: running_pid(directory, name) is None, grace,
+                     interval=0.05)
+        except WaitTimeout:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _exited(pid)
+    files = paths(directory, name)
+    for kind in ("pid", "json", "sock"):
+        files[kind].unlink(missing_ok=True)
+    return pid is not None
+
+
+def stop_all(directory: Path) -> list[str]:
+    """Stop every forwarder with a PID file in ``directory``; returns the VMs' names."""
+    names = [p.name[: -len(".forward.pid")] for p in directory.glob("*.forward.pid")]
+    return [name for name in names if stop(directory, name)]
