@@ -7,11 +7,11 @@ from __future__ import annotations
 import grp
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,32 @@ def test_the_docker_cli_and_a_context_use_the_socket(dockerhost: dict[str, Any])
     assert ctx.returncode == 0, ctx.stderr
 
 
+def _ssh_children(pid: int) -> list[int]:
+    """The forwarder's ssh processes (by parent PID, from /proc)."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if fields[0].endswith("(ssh") and int(fields[1].split()[1]) == pid:
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def test_the_docker_socket_comes_back_when_its_connection_drops(dockerhost: dict[str, Any]) -> None:
+    forwarder = json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["forwarder"]
+    [ssh] = _ssh_children(forwarder["pid"])
+    os.kill(ssh, signal.SIGKILL)  # as a dropped connection looks to the forwarder
+
+    def back() -> bool:
+        again = _ssh_children(forwarder["pid"])
+        return bool(again) and again != [ssh] and _docker("version").returncode == 0
+
+    assert _until(back, 60)
+    assert json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["forwarder"]["docker"]["state"] == "ok"
+
+
 COMPOSE = """\
 version: "2.4"
 services:
@@ -182,12 +208,10 @@ def test_docker_compose_brings_two_services_up_and_down(dockerhost: dict[str, An
     assert _docker("ps", "-aq", "--filter", "label=com.docker.compose.project=e2e").stdout.strip() == ""
 
 
-def _get(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return str(resp.read().decode())
-    except OSError:
-        return None
+def _curl(url: str) -> str | None:
+    """The body at ``url`` as curl on the host fetches it, or None if nothing answers."""
+    done = subprocess.run(["curl", "-sf", "--max-time", "5", url], capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else None
 
 
 def _until(check: Callable[[], Any], seconds: float = 30) -> Any:
@@ -209,12 +233,12 @@ def test_a_port_a_container_publishes_answers_on_the_host_while_it_runs(dockerho
     started = _docker("run", "-d", "--name", "e2e-web", "-p", f"{port}:80", "vmctl/busybox:latest", "sh", "-c", web)
     assert started.returncode == 0, started.stderr
     try:
-        assert _until(lambda: _get(f"http://127.0.0.1:{port}/index.html")) == "hello-port\n"
+        assert _until(lambda: _curl(f"http://127.0.0.1:{port}/index.html")) == "hello-port\n"
         rows = json.loads(run_vmctl("port", "ls", DOCK, "--json").stdout)
         assert {"port": f"127.0.0.1:{port}:{port}/tcp", "source": "docker", "state": "listening", "error": ""} in rows
     finally:
         _docker("rm", "-f", "e2e-web")
-    assert _until(lambda: _get(f"http://127.0.0.1:{port}/index.html") is None)
+    assert _until(lambda: _curl(f"http://127.0.0.1:{port}/index.html") is None)
     assert all(r["port"] != f"127.0.0.1:{port}:{port}/tcp" for r in json.loads(
         run_vmctl("port", "ls", DOCK, "--json").stdout))
 
