@@ -42,8 +42,9 @@ def hypervisor_start(progress: Progress = NoProgress()) -> RuntimeStatus:
 def hypervisor_stop() -> RuntimeStatus:
     """Stop the private runtime: the VMs' forwarders, its guests, DHCP servers and daemons;
     drop its namespace."""
-    forwarder.stop_all(machines_dir())
-    return Runtime().stop()
+    runtime = Runtime()
+    forwarder.stop_all(machines_dir(), runtime.uri)
+    return runtime.stop()
 
 
 def hypervisor_status() -> RuntimeStatus:

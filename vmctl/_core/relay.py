@@ -106,8 +106,8 @@ class Forward:
     def _connection(self, client: socket.socket) -> None:
         try:
             upstream = self.dial()
-        except OSError as e:
-            self.error = f"connecting to the guest: {e.strerror or e}"
+        except Exception as e:  # whatever dial raises, the client is closed and the reason kept
+            self.error = f"connecting to the guest: {getattr(e, 'strerror', None) or e}"
             client.close()
             return
         self.error = ""
@@ -126,8 +126,8 @@ class Forward:
             if entry is None:
                 try:
                     entry = self._peers[peer] = (self.dial(), [time.monotonic()])
-                except OSError as e:
-                    self.error = f"connecting to the guest: {e.strerror or e}"
+                except Exception as e:  # the serving thread lives on for the next datagram
+                    self.error = f"connecting to the guest: {getattr(e, 'strerror', None) or e}"
                     continue
                 threading.Thread(target=self._replies, args=(listener, peer, entry[0]), daemon=True).start()
             entry[1][0] = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -113,6 +114,15 @@ def _prepare_ssh(ctx: click.Context, name: str) -> str:
         return sshconfig.alias(machine)
 
 
+def _made_as_docker_host(ctx: click.Context, name: str) -> bool:
+    """Whether the VM was made with --docker, so that it has a forwarded socket (a VM that got
+    Docker from 'vmctl docker install', or a pool node, is reached over ssh:// instead)."""
+    from ..machines.host import Host
+
+    with Host(ctx.obj["connect"]) as host:
+        return host.get(name).spec.docker
+
+
 def _socket(ctx: click.Context, name: str) -> str:
     """The VM's forwarded Docker socket, its forwarder started if need be; an error says why not."""
     from ..machines.host import Host
@@ -145,8 +155,9 @@ def socket_(ctx: click.Context, name: str, as_json: bool) -> None:
     The forwarder runs in the background over one SSH connection with the
     VM's pinned host key, reconnects when the VM reboots, and stops with
     'vmctl stop' or 'vmctl down'. 'vmctl up --docker' and 'vmctl start' start
-    it by themselves. The socket is mode 0660, group docker: like the docker
-    group itself, access to it is root in the VM.
+    it by themselves. The socket is mode 0660, group docker (0600 where the
+    host has no docker group): like the docker group itself, access to it is
+    root in the VM.
 
     \b
     Examples:
@@ -178,8 +189,9 @@ def env(ctx: click.Context, name: str, use_ssh: bool) -> None:
       eval "$(vmctl docker env web)"
       eval "$(vmctl docker env web --ssh)"
     """
+    use_ssh = use_ssh or not _made_as_docker_host(ctx, name)
     host = f"ssh://{_prepare_ssh(ctx, name)}" if use_ssh else f"unix://{_socket(ctx, name)}"
-    click.echo(f"export DOCKER_HOST={host}")
+    click.echo(f"export DOCKER_HOST={shlex.quote(host)}")
     click.echo(f"# run: eval \"$(vmctl docker env {name}{' --ssh' if use_ssh else ''})\"")
 
 
@@ -198,6 +210,7 @@ def context(ctx: click.Context, name: str, use_ssh: bool) -> None:
     if shutil.which("docker") is None:
         raise ConfigError("the docker CLI is not installed", hint="install it, or use 'vmctl docker env'")
     alias = f"vmctl-{name}"
+    use_ssh = use_ssh or not _made_as_docker_host(ctx, name)
     target = f"ssh://{_prepare_ssh(ctx, name)}" if use_ssh else f"unix://{_socket(ctx, name)}"
     exists = subprocess.run(["docker", "context", "inspect", alias], capture_output=True, timeout=30).returncode == 0
     verb = ["update"] if exists else ["create"]

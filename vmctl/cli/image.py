@@ -169,7 +169,8 @@ def bake(ctx: click.Context, new: str, source: str | None, from_image: str | Non
         if source:
             image = do_bake(host.get(source), new, progress=progress)
         else:
-            temp = host.up(MachineSpec(f"bake-{new}"[:63], image=str(from_image), docker=docker), progress=progress)
+            temp = host.up(MachineSpec(f"bake-{new}"[:63], image=str(from_image), docker=docker), progress=progress,
+                           forward=False)  # a VM of minutes, baked and deleted: no socket or ports
             try:
                 image = do_bake(temp, new, progress=progress)
             finally:

@@ -54,5 +54,11 @@ def client(guest: SSHConnection, timeout: int = 60) -> Any:
 
 
 def local(path: str, timeout: int = 60) -> Any:
-    """A ``docker.DockerClient`` for the Engine behind the unix socket at ``path``."""
-    return docker.DockerClient(base_url=f"unix://{path}", version=API_FLOOR, timeout=timeout)
+    """A ``docker.DockerClient`` for the Engine behind the unix socket at ``path``, checked to answer."""
+    sdk = docker.DockerClient(base_url=f"unix://{path}", version=API_FLOOR, timeout=timeout)
+    try:
+        sdk.ping()
+    except docker.errors.DockerException as e:
+        sdk.close()
+        raise VmctlError(f"the Docker socket {path} did not answer: {e}") from e
+    return sdk

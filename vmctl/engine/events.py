@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from ..model.ports import PortSpec, Proto
@@ -64,36 +64,47 @@ def published(inspect: dict[str, Any]) -> set[PortSpec]:
     return found
 
 
-def running(path: str) -> dict[str, set[PortSpec]]:
-    """Every running container's published ports, by container ID."""
-    return {c["Id"]: published(get(path, f"/containers/{c['Id']}/json")) for c in get(path, "/containers/json")}
-
-
-def stream(path: str, stop: threading.Event) -> Iterator[dict[str, Any]]:
-    """Container start and die events as they happen; ends when the socket closes or ``stop`` is set."""
+def _subscribe(path: str) -> tuple[UnixHTTPConnection, http.client.HTTPResponse]:
+    """An open stream of container start and die events (the response's headers read)."""
     conn = UnixHTTPConnection(path, timeout=None)
     query = urllib.parse.urlencode({"filters": json.dumps(EVENTS)})
-    try:
-        conn.request("GET", f"{API}/events?{query}")
-        resp = conn.getresponse()
-        if resp.status != 200:
-            raise OSError(f"Docker API /events: HTTP {resp.status}")
-        while not stop.is_set() and (line := resp.readline()):
-            if line.strip():
-                yield json.loads(line)
-    finally:
+    conn.request("GET", f"{API}/events?{query}")
+    resp = conn.getresponse()
+    if resp.status != 200:
         conn.close()
+        raise OSError(f"Docker API /events: HTTP {resp.status}")
+    return conn, resp
+
+
+def _ports_of(path: str, cid: str) -> set[PortSpec]:
+    """A container's published ports; none if it is gone already (``docker run --rm`` of a quick one)."""
+    try:
+        return published(get(path, f"/containers/{cid}/json"))
+    except OSError as e:
+        if "HTTP 404" in str(e):
+            return set()
+        raise
 
 
 def follow(path: str, stop: threading.Event, changed: Callable[[dict[str, set[PortSpec]]], None]) -> None:
     """Call ``changed`` with every running container's ports now, and again after each
-    start or die, until the stream ends (the forwarder reconnects and calls this again)."""
-    current = running(path)
-    changed(dict(current))
-    for event in stream(path, stop):
-        cid = event.get("id") or event.get("Actor", {}).get("ID", "")
-        if event.get("status") == "start" or event.get("Action") == "start":
-            current[cid] = published(get(path, f"/containers/{cid}/json"))
-        else:
-            current.pop(cid, None)
+    start or die, until the stream ends (the forwarder reconnects and calls this again).
+
+    The stream is opened before the containers are listed, so a container that
+    starts in between is seen by one or the other, never by neither."""
+    conn, resp = _subscribe(path)
+    try:
+        current = {c["Id"]: _ports_of(path, c["Id"]) for c in get(path, "/containers/json")}
         changed(dict(current))
+        while not stop.is_set() and (line := resp.readline()):
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            cid = event.get("id") or event.get("Actor", {}).get("ID", "")
+            if (event.get("Action") or event.get("status")) == "start":
+                current[cid] = _ports_of(path, cid)
+            else:
+                current.pop(cid, None)
+            changed(dict(current))
+    finally:
+        conn.close()

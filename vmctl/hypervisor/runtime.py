@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .._core.locks import file_lock
 from .._core.paths import RuntimePaths, runtime_paths
 from .._core.poll import Look, wait_for
-from .._core.proc import run
+from .._core.proc import cmdline, run, terminate
 from .._core.render import render
 from ..errors import RuntimeStateError, WaitTimeout
 
@@ -71,20 +69,13 @@ def uri_for(paths: RuntimePaths) -> str:
     return f"qemu:///system?socket={paths.socket}"
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def pid_alive(pid_file: Path, program: str) -> int | None:
     """The PID in ``pid_file`` if that process runs and is ``program``."""
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if program in _cmdline(pid) else None
+    return pid if program in " ".join(cmdline(pid)) else None
 
 
 def _netns_exists(name: str) -> bool:
@@ -197,50 +188,10 @@ class Runtime:
         return found
 
     def _stop_processes(self) -> None:
-        _terminate(pid_alive(self.paths.pid_file("libvirtd"), "libvirtd"))
+        terminate(pid_alive(self.paths.pid_file("libvirtd"), "libvirtd"))
         for kind in ("qemu", "network"):
             for pid, _ in self._children(kind):
-                _terminate(pid)
-        _terminate(pid_alive(self.paths.pid_file("virtlogd"), "virtlogd"))
+                terminate(pid)
+        terminate(pid_alive(self.paths.pid_file("virtlogd"), "virtlogd"))
         for daemon in DAEMONS:
             self.paths.pid_file(daemon).unlink(missing_ok=True)
-
-
-def _terminate(pid: int | None, grace: float = 10) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; waits until it is gone."""
-    if pid is None:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    def gone(_: Look) -> bool:
-        return not _exists(pid)
-
-    try:
-        wait_for(f"process {pid} to exit after SIGTERM", gone, grace, interval=0.05)
-        return
-    except WaitTimeout:
-        pass
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    with suppress(WaitTimeout):  # a process stuck in the kernel (D state): we did what we could
-        wait_for(f"process {pid} to exit after SIGKILL", gone, grace, interval=0.05)
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = _cmdline(pid)
-    return bool(stat) and not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True

@@ -149,7 +149,7 @@ def _one_run(host: Host, config: LabConfig, profile: str, name: str,
     timeline = Timeline()
     try:
         with _ConsoleWatch(host.file(name, "serial.log"), timeline) as console:
-            machine = up(host, spec, progress=progress, timeline=timeline)
+            machine = up(host, spec, progress=progress, timeline=timeline, forward=False)
         try:
             run: dict[str, Any] = {"profile": profile,
                                    "phases": labdata.phases_of(timeline.marks, console.watch.seen)}

@@ -26,12 +26,13 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from .._core.locks import replacing
+from .._core.locks import file_lock, replacing
 from .._core.poll import Look, wait_for
-from ..errors import HypervisorError, WaitTimeout
+from .._core.proc import cmdline, is_zombie, terminate
+from ..errors import HypervisorError
 
 MODULE = "vmctl.machines.forwarding"
-SUFFIXES = ("forward.pid", "forward.json", "forward.log", "docker.sock")
+SUFFIXES = ("forward.pid", "forward.json", "forward.log", "forward.lock", "docker.sock")
 START_TIMEOUT = 60.0  # an SSH handshake with an emulated guest takes seconds; a cold one more
 
 
@@ -44,13 +45,6 @@ def socket_path(directory: Path, name: str) -> Path:
     return paths(directory, name)["sock"]
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
 def running_pid(directory: Path, name: str) -> int | None:
     """The forwarder's PID if that process is alive and is the forwarder of ``name``
     (a PID file can outlive its process, and the PID be reused)."""
@@ -58,17 +52,10 @@ def running_pid(directory: Path, name: str) -> int | None:
         pid = int(paths(directory, name)["pid"].read_text())
     except (OSError, ValueError):
         return None
-    argv = _cmdline(pid)
-    if MODULE in argv and name in argv and not _zombie(pid):
+    argv = cmdline(pid)
+    if MODULE in argv and name in argv and not is_zombie(pid):
         return pid
     return None
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def status(directory: Path, name: str) -> dict[str, Any]:
@@ -84,21 +71,26 @@ def status(directory: Path, name: str) -> dict[str, Any]:
 
 
 def start(directory: Path, name: str, uri: str) -> int:
-    """Start the forwarder of ``name`` (or tell a running one to re-read the VM); returns its PID."""
-    if (pid := running_pid(directory, name)) is not None:
-        os.kill(pid, signal.SIGHUP)
-        return pid
+    """Start the forwarder of ``name`` (or tell a running one to re-read the VM); returns its PID.
+    Under a lock of its own, so two commands at once start one forwarder, not two."""
     files = paths(directory, name)
-    files["json"].unlink(missing_ok=True)
-    with open(files["log"], "ab") as log:
-        os.chmod(files["log"], 0o600)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE, "--connect", uri, name], stdin=subprocess.DEVNULL,
-            stdout=log, stderr=log, start_new_session=True, close_fds=True,
-        )  # a session of its own: it outlives this command and its terminal
-    with replacing(files["pid"], 0o600) as f:  # at once, so that no second start races this one
-        f.write(str(proc.pid).encode())
-    return proc.pid
+    with file_lock(files["lock"]):
+        if (pid := running_pid(directory, name)) is not None:
+            with suppress(ProcessLookupError):  # it may exit just now: then a new one is started
+                os.kill(pid, signal.SIGHUP)
+                return pid
+        files["json"].unlink(missing_ok=True)
+        with open(files["log"], "ab") as log:
+            os.chmod(files["log"], 0o600)
+            # -P and cwd /: nothing is imported from, or kept busy in, the caller's directory;
+            # a session of its own: it outlives this command and its terminal
+            proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", MODULE, "--connect", uri, name], stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, cwd="/", start_new_session=True, close_fds=True,
+            )
+        with replacing(files["pid"], 0o600) as f:
+            f.write(str(proc.pid).encode())
+        return proc.pid
 
 
 def ensure(directory: Path, name: str, uri: str, ports: tuple[str, ...], docker: bool,
@@ -116,6 +108,7 @@ def ensure(directory: Path, name: str, uri: str, ports: tuple[str, ...], docker:
             raise HypervisorError(f"the forwarder of {name} exited: {_log_tail(directory, name)}",
                                   hint=f"see {paths(directory, name)['log']}")
         fresh = now.get("reloaded", 0) >= started - 1  # the status answers this start or reload
+        # settled: the socket answers, or one attempt failed (it keeps trying; the status says why)
         docker_done = not docker or now.get("docker", {}).get("state") in ("ok", "error")
         return now if fresh and sorted(now.get("static", [])) == sorted(ports) and docker_done else None
 
@@ -142,14 +135,7 @@ def stop(directory: Path, name: str, grace: float = 10) -> bool:
     (the log stays, for ``down`` to remove with the VM)."""
     pid = running_pid(directory, name)
     if pid is not None:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        try:
-            wait_for(f"the forwarder of {name} to exit", lambda _: running_pid(directory, name) is None, grace,
-                     interval=0.05)
-        except WaitTimeout:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        terminate(pid, grace, group=True)  # on SIGKILL its whole session: the forwarder and its ssh
         _exited(pid)
     files = paths(directory, name)
     for kind in ("pid", "json", "sock"):
@@ -157,7 +143,15 @@ def stop(directory: Path, name: str, grace: float = 10) -> bool:
     return pid is not None
 
 
-def stop_all(directory: Path) -> list[str]:
-    """Stop every forwarder with a PID file in ``directory``; returns the VMs' names."""
+def stop_all(directory: Path, uri: str) -> list[str]:
+    """Stop every forwarder in ``directory`` of a VM on libvirt ``uri``; returns the VMs' names."""
     names = [p.name[: -len(".forward.pid")] for p in directory.glob("*.forward.pid")]
-    return [name for name in names if stop(directory, name)]
+    return [name for name in names if _uri(directory, name) == uri and stop(directory, name)]
+
+
+def _uri(directory: Path, name: str) -> str | None:
+    """The libvirt URI a running forwarder of ``name`` was started with."""
+    if (pid := running_pid(directory, name)) is None:
+        return None
+    argv = cmdline(pid)
+    return argv[argv.index("--connect") + 1] if "--connect" in argv[:-1] else None

@@ -1,8 +1,10 @@
 """``python -m vmctl.machines.forwarding --connect URI NAME``: one VM's forwarder process.
 
 Started and stopped by :mod:`vmctl.machines.forwarder`, never by hand. It runs
-until SIGTERM, or until the VM is deleted; SIGHUP makes it re-read the VM's
-record (``vmctl port add|rm``). Everything it does is in its status file.
+until SIGTERM, or until the VM is deleted or powered off (as a fresh libvirt
+connection sees it: a libvirtd restart is not taken for either); SIGHUP makes
+it re-read the VM's record (``vmctl port add|rm``). Everything it does is in
+its status file and its log.
 
 - The Docker socket: ``ssh -N -L SOCKET:/var/run/docker.sock`` with the VM's
   pinned-key OpenSSH settings (:mod:`vmctl.machines.sshconfig`), keep-alives
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import grp
+import http.client
 import json
 import os
 import signal
@@ -25,19 +28,24 @@ import sys
 import threading
 import time
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from .._core import netns
 from .._core.locks import replacing
+from .._core.poll import wait_for
 from .._core.relay import Forward
 from ..engine import events
-from ..errors import VmctlError
+from ..errors import HypervisorError, NoSuchMachine, VmctlError, WaitTimeout
+from ..hypervisor.driver import Hypervisor
 from ..model.ports import PortSpec, overlapping, parse_all
 from . import forwarder, sshconfig
 from .host import Host
 
 TICK = 1.0  # seconds between looks at the VM (gone? address changed?)
 BACKOFF = (1, 2, 4, 8, 10)  # seconds before the next ssh after 1, 2, 3... failures in a row
+LISTEN_TIMEOUT = 60.0  # an ssh that has not made the socket by then is ended and tried again
+GONE = ("shutoff", "crashed", "nostate")
 
 
 def log(message: str) -> None:
@@ -67,8 +75,8 @@ class Forwarding:
     # status -------------------------------------------------------------------
 
     def write(self) -> None:
-        ports = [{"port": str(spec), "source": source, "state": "error" if fwd.error and fwd.sock is None
-                  else "listening", "error": fwd.error} for spec, (fwd, source) in sorted(self.forwards.items())]
+        ports = [{"port": str(spec), "source": source, "state": "listening", "error": fwd.error}
+                 for spec, (fwd, source) in sorted(self.forwards.items())]  # error: the last dial's, if it failed
         failed = [{"port": str(p), "source": "static", "state": "error", "error": e}
                   for p, e in self.failed.items()]
         data = {"state": "running", "socket": str(self.files["sock"]) if self.machine.spec.docker else None,
@@ -80,13 +88,17 @@ class Forwarding:
     # ports --------------------------------------------------------------------
 
     def dial(self, spec: PortSpec) -> Any:
+        """How the relay opens its socket to the guest; every failure is an ``OSError`` for it."""
         def open_socket() -> Any:
-            address = self.address or self.machine.ip
-            if address is None:
-                raise OSError(f"{self.name} has no address")
-            if spec.proto == "udp":
-                return netns.datagram(address, spec.guest_port, self.machine.record.netns)
-            return netns.connect(address, spec.guest_port, 10, self.machine.record.netns)
+            try:
+                address = self.address or self.machine.ip
+                if address is None:
+                    raise OSError(f"{self.name} has no address")
+                if spec.proto == "udp":
+                    return netns.datagram(address, spec.guest_port, self.machine.record.netns)
+                return netns.connect(address, spec.guest_port, 10, self.machine.record.netns)
+            except VmctlError as e:
+                raise OSError(e.message) from e
         return open_socket
 
     def apply(self) -> None:
@@ -128,8 +140,10 @@ class Forwarding:
 
     def ssh_argv(self) -> list[str]:
         sock = self.files["sock"]
+        # made 0600; widened to 0660 only once its group is docker (see _share)
         forward = ["-N", "-T", "-o", "ExitOnForwardFailure=yes", "-o", "StreamLocalBindUnlink=yes",
-                   "-o", "StreamLocalBindMask=0117", "-o", "BatchMode=yes", "-L", f"{sock}:/var/run/docker.sock"]
+                   "-o", "StreamLocalBindMask=0177", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
+                   "-L", f"{sock}:/var/run/docker.sock"]
         argv = sshconfig.ssh_argv(self.machine, [])
         return [argv[0], *forward, *argv[1:]]
 
@@ -137,12 +151,16 @@ class Forwarding:
         failures = 0
         while not self.stop.is_set():
             started = time.monotonic()
-            reason = self._one_ssh()
+            try:
+                reason = self._one_ssh()
+            except Exception as e:  # the thread must live on, and say why it failed
+                reason = f"{type(e).__name__}: {e}"
             if self.stop.is_set():
                 return
             failures = 0 if time.monotonic() - started > 60 else failures + 1
             wait = BACKOFF[min(failures, len(BACKOFF)) - 1] if failures else 1
-            self._docker_state("reconnecting", reason)
+            # a connection that worked for a while is "reconnecting"; one that never came up is an error
+            self._docker_state("reconnecting" if not failures else "error", f"{reason}; again in {wait}s")
             log(f"docker socket: {reason}; again in {wait}s")
             self.stop.wait(wait)
 
@@ -167,18 +185,22 @@ class Forwarding:
     def _when_listening(self, proc: subprocess.Popen[bytes]) -> None:
         """Once ssh's socket appears: give it the docker group, then follow the containers."""
         sock = self.files["sock"]
-        while proc.poll() is None and not sock.exists():
-            time.sleep(0.05)
+        try:
+            wait_for("ssh to make the Docker socket", lambda _: proc.poll() is not None or sock.exists(),
+                     LISTEN_TIMEOUT, interval=0.05)
+        except WaitTimeout:
+            log(f"docker socket: no socket after {LISTEN_TIMEOUT:.0f}s; ending this ssh")
+            proc.terminate()
+            return
         if proc.poll() is not None:
             return
-        with suppress(KeyError, OSError):
-            os.chown(sock, -1, grp.getgrnam("docker").gr_gid)
+        _share(sock)
         while proc.poll() is None and not self.stop.is_set():
             try:
                 events.get(str(sock), "/version", timeout=30)
                 self._docker_state("ok", "")
                 events.follow(str(sock), self.stop, self.containers_changed)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, http.client.HTTPException) as e:
                 self._docker_state("error", f"the Docker API did not answer: {e}")
                 self.stop.wait(2)
 
@@ -201,23 +223,39 @@ class Forwarding:
         self.apply()
 
     def run(self) -> int:
-        self.read_spec()
-        if self.machine.spec.docker:
-            threading.Thread(target=self.docker_loop, name="docker-socket", daemon=True).start()
-        while not self.stop.is_set():
-            self.wake.wait(TICK)
-            self.wake.clear()
-            if self.stop.is_set():
-                break
-            if self.reload.is_set():
-                self.reload.clear()
-                log("reloading the VM's record")
-                self.read_spec()
-            if not self.host.hv.exists(self.name):
-                log(f"{self.name} is gone: exiting")
-                break
-        self.shutdown()
+        try:
+            self.read_spec()
+            if self.machine.spec.docker:
+                threading.Thread(target=self.docker_loop, name="docker-socket", daemon=True).start()
+            while not self.stop.is_set():
+                self.wake.wait(TICK)
+                self.wake.clear()
+                if self.reload.is_set() and not self.stop.is_set():
+                    self.reload.clear()
+                    log("reloading the VM's record")
+                    self.read_spec()
+                if not self.stop.is_set() and (why := self.gone()):
+                    log(f"{self.name} {why}: exiting")
+                    break
+        finally:
+            self.shutdown()
         return 0
+
+    def gone(self) -> str:
+        """Why the forwarder has nothing left to forward ('is gone', 'is shutoff'), or ''.
+        Asked of a fresh connection when the usual one says so: libvirtd may just have restarted."""
+        with suppress(VmctlError):
+            if self.host.hv.state(self.name) not in GONE:
+                return ""
+        try:
+            with Hypervisor(self.host.uri) as hv:
+                state = hv.state(self.name)
+        except NoSuchMachine:
+            return "is gone"
+        except HypervisorError as e:
+            log(f"libvirt: {e.message}; forwarding on")
+            return ""
+        return f"is {state}" if state in GONE else ""
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -225,10 +263,21 @@ class Forwarding:
             self.ssh.terminate()
             with suppress(subprocess.TimeoutExpired):
                 self.ssh.wait(5)
-        for fwd, _ in self.forwards.values():
-            fwd.stop()
+        with self.lock:
+            for fwd, _ in self.forwards.values():
+                fwd.stop()
+            self.forwards.clear()
         for kind in ("sock", "json", "pid"):
             self.files[kind].unlink(missing_ok=True)
+
+
+def _share(sock: Path) -> None:
+    """The socket to group docker and mode 0660 when that group exists; else it stays 0600."""
+    try:
+        os.chown(sock, -1, grp.getgrnam("docker").gr_gid)
+    except (KeyError, OSError):
+        return
+    os.chmod(sock, 0o660)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,12 +285,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect", required=True)
     parser.add_argument("name")
     args = parser.parse_args(argv)
+    # Signals first: a SIGHUP (reload) that came while it connected must not kill it.
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _: early.append(signum))
     try:
         with Host(args.connect) as host:
             state = Forwarding(host, args.name)  # its PID file is written by whoever started it
-            signal.signal(signal.SIGTERM, lambda *_: state.signal(state.stop))
-            signal.signal(signal.SIGINT, lambda *_: state.signal(state.stop))
-            signal.signal(signal.SIGHUP, lambda *_: state.signal(state.reload))
+            handlers = {signal.SIGTERM: state.stop, signal.SIGINT: state.stop, signal.SIGHUP: state.reload}
+
+            def handle(signum: int, _frame: object) -> None:
+                state.signal(handlers[signal.Signals(signum)])
+
+            for sig in handlers:
+                signal.signal(sig, handle)
+            for signum in early:
+                handle(signum, None)
             log(f"forwarder of {args.name} started (pid {os.getpid()})")
             return state.run()
     except VmctlError as e:

@@ -123,6 +123,7 @@ class Host:
         keep_on_failure: bool = False,
         timeouts: Timeouts | None = None,
         timeline: Timeline | None = None,
+        forward: bool = True,
     ) -> Machine:
         """Create, boot and provision VM ``spec.name`` (see :func:`vmctl.machines.lifecycle.up`).
 
@@ -130,4 +131,4 @@ class Host:
         with a different spec is refused. A failed ``up`` removes what it made,
         unless ``keep_on_failure``, and raises :class:`~vmctl.errors.PhaseError`.
         """
-        return up(self, spec, progress, keep_on_failure, timeouts, timeline)
+        return up(self, spec, progress, keep_on_failure, timeouts, timeline, forward)

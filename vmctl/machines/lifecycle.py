@@ -92,8 +92,13 @@ def up(
     keep_on_failure: bool = False,
     timeouts: Timeouts | None = None,
     timeline: Timeline | None = None,
+    forward: bool = True,
 ) -> Machine:
-    """Create, boot and provision VM ``spec.name``; an identical existing VM is returned as it is."""
+    """Create, boot and provision VM ``spec.name``; an identical existing VM is returned as it is.
+
+    With ``forward`` (the default) a Docker host or a VM with published ports gets its
+    forwarder (:mod:`vmctl.machines.forwarder`) before this returns; the boot lab and
+    bakes, whose VMs live for minutes, go without."""
     image = Cache().require(spec.image)
     boot_for(image, spec)  # an image the profile cannot boot is refused before anything starts
     extra = profile(spec.profile).under(parse_user_data(spec.user_data))
@@ -103,7 +108,8 @@ def up(
     host.dir.mkdir(parents=True, exist_ok=True)
     with file_lock(host.file(spec.name, "lock")):
         if host.hv.exists(spec.name):
-            return _forwarded(_existing(host, spec, progress), progress)
+            machine = _existing(host, spec, progress)
+            return _forwarded(machine, progress) if forward else machine
         check_ports(host, spec)
         accel = accelerator(progress)
         run = _Run(host, spec, progress, timeouts or Timeouts.for_accel(accel), timeline or Timeline(), shares)
@@ -118,7 +124,8 @@ def up(
             if error is None:
                 raise
             raise error from e
-    return _forwarded(machine, progress)  # the VM is complete: a forwarder's trouble does not undo it
+    # the VM is complete: a forwarder's trouble does not undo it
+    return _forwarded(machine, progress) if forward else machine
 
 
 def check_ports(host: Host, spec: MachineSpec) -> None:
@@ -163,7 +170,7 @@ def _existing(host: Host, spec: MachineSpec, progress: Progress) -> Machine:
         )
     if machine.state != "running":
         progress.phase("starting the existing VM")
-        machine.start()  # which starts its forwarder too
+        machine.start(forward=False)  # the caller starts the forwarder, if it wants one
     return machine
 
 
@@ -255,7 +262,8 @@ class _Run:
 
     def install_docker(self) -> None:
         assert self.machine is not None
-        install(self.machine, progress=self.progress)
+        # a Swarm node runs without live-restore: the two are incompatible
+        install(self.machine, live_restore=not self.spec.pool, progress=self.progress)
 
     def fail(self, cause: VmctlError) -> PhaseError:
         waited = time.monotonic() - self.phase_started

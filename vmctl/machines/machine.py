@@ -113,7 +113,8 @@ class Machine:
         from ..engine import client  # the Docker SDK takes 0.23 s to import: only here
 
         if self.forwarder().get("docker", {}).get("state") == "ok":
-            return client.local(str(forwarder.socket_path(self.host.dir, self.name)), timeout)
+            with suppress(VmctlError):  # a report can be stale: the socket must answer now
+                return client.local(str(forwarder.socket_path(self.host.dir, self.name)), timeout)
         return client.client(SSHConnection(self.endpoint()), timeout)
 
     # the forwarder: Docker socket and published ports ------------------------------
@@ -203,13 +204,14 @@ class Machine:
                 wait_for("the guest to power off", lambda _: self.state not in UP_STATES, timeout, interval=0.5)
         self.host.hv.power_off(self.name)
 
-    def start(self, ssh_timeout: float = 600) -> float:
-        """Power on (if off), wait for SSH, start the forwarder; returns the seconds it took."""
+    def start(self, ssh_timeout: float = 600, forward: bool = True) -> float:
+        """Power on (if off), wait for SSH, start the forwarder (with ``forward``, if the
+        VM needs one); returns the seconds it took."""
         started = time.monotonic()
         if self.state != "running":
             self.host.hv.start(self.name)
         self.wait_ssh(ssh_timeout)
-        if self.needs_forwarder:
+        if forward and self.needs_forwarder:
             self.forward()
         return time.monotonic() - started
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .._core.locks import file_lock
 from ..errors import ConfigError
 from ..model.ports import PortSpec, overlapping, parse_all
+from ..model.record import Record
+from . import forwarder
 from .lifecycle import check_ports
 from .machine import Machine
 
@@ -26,29 +29,42 @@ def published(machine: Machine) -> list[dict[str, str]]:
 
 def add(machine: Machine, texts: list[str]) -> list[PortSpec]:
     """Publish ``texts`` on a VM; nothing changes unless every one of them can listen."""
-    new, current = parse_all(texts), parse_all(machine.spec.ports)
-    if clash := overlapping(new, current):
-        raise ConfigError(f"{machine.name} already publishes {clash[0][1]}", hint=f"'vmctl port ls {machine.name}'")
-    check_ports(machine.host, replace(machine.spec, ports=tuple(texts)))
-    before = machine.record
-    machine.save(replace(before, spec=replace(machine.spec, ports=(*machine.spec.ports, *map(str, new)))))
-    if machine.state == "running":
-        failed = _failed(machine, new)
+    with file_lock(machine.host.file(machine.name, "lock")):  # one change of the record at a time
+        new, current = parse_all(texts), parse_all(machine.spec.ports)
+        if clash := overlapping(new, current):
+            raise ConfigError(f"{machine.name} already publishes {clash[0][1]}",
+                              hint=f"'vmctl port ls {machine.name}'")
+        check_ports(machine.host, replace(machine.spec, ports=tuple(texts)))
+        before = machine.record
+        machine.save(replace(before, spec=replace(machine.spec, ports=(*machine.spec.ports, *map(str, new)))))
+        try:
+            failed = _failed(machine, new) if machine.state == "running" else []
+        except BaseException:
+            _undo(machine, before)
+            raise
         if failed:
-            machine.save(before)
-            machine.forward()
+            _undo(machine, before)
             raise ConfigError(f"port {failed[0]['port']}: {failed[0]['error']}", hint="pick another host port")
     return list(new)
 
 
-def remove(machine: Machine, texts: list[str]) -> list[PortSpec]:
-    """Stop publishing ports given as full specs or as ``HOSTPORT[/udp]``."""
-    current = parse_all(machine.spec.ports)
-    gone = [_find(machine, current, text) for text in texts]
-    kept = tuple(str(p) for p in current if p not in gone)
-    machine.save(replace(machine.record, spec=replace(machine.spec, ports=kept)))
+def _undo(machine: Machine, before: Record) -> None:
+    machine.save(before)
     if machine.state == "running":
         machine.forward()
+
+
+def remove(machine: Machine, texts: list[str]) -> list[PortSpec]:
+    """Stop publishing ports given as full specs or as ``HOSTPORT[/udp]``."""
+    with file_lock(machine.host.file(machine.name, "lock")):
+        current = parse_all(machine.spec.ports)
+        gone = [_find(machine, current, text) for text in texts]
+        kept = tuple(str(p) for p in current if p not in gone)
+        machine.save(replace(machine.record, spec=replace(machine.spec, ports=kept)))
+        if not machine.needs_forwarder:
+            forwarder.stop(machine.host.dir, machine.name)  # nothing left to forward
+        elif machine.state == "running":
+            machine.forward()
     return gone
 
 

@@ -34,7 +34,8 @@ def options(machine: Machine) -> dict[str, str]:
         "ServerAliveInterval": "10", "ServerAliveCountMax": "3",
     }
     if ep.netns:
-        proxy = [sys.executable, "-m", "vmctl._core.proxy", ep.netns, "%h", "%p"]  # starts in <0.1 s
+        # -P: nothing imported from the directory ssh was started in; starts in <0.1 s
+        proxy = [sys.executable, "-P", "-m", "vmctl._core.proxy", ep.netns, "%h", "%p"]
         opts["ProxyCommand"] = shlex.join(proxy)
     return opts
 

@@ -47,8 +47,9 @@ class PoolSpec:
             raise ConfigError(f"managers ({self.managers}) cannot exceed the pool size ({self.size})")
 
     def node(self, index: int) -> MachineSpec:
+        """A node: a Docker host (so it gets a forwarded Docker socket) that belongs to the pool."""
         return MachineSpec(f"{self.name}-{index}", image=self.image, cpus=self.cpus,
-                           memory_mib=self.memory_mib, pool=self.name)
+                           memory_mib=self.memory_mib, pool=self.name, docker=True)
 
 
 @dataclass
