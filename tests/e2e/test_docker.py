@@ -288,9 +288,7 @@ def test_idle_sessions_last(dockerhost: dict[str, Any]) -> None:
     shell.stdin.write("echo before\n")
     shell.stdin.flush()
     time.sleep(65)
-    shell.stdin.write("echo after-$((6*7))\n")
-    shell.stdin.close()
-    out, err = shell.communicate(timeout=120)
+    out, err = shell.communicate(input="echo after-$((6*7))\n", timeout=120)  # and then end of input
     said = [line for line in out.splitlines() if line in ("before", "after-42")]  # after the login banner
     assert shell.returncode == 0 and said == ["before", "after-42"], err
     woke, err = quiet.communicate(timeout=120)
