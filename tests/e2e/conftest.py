@@ -10,7 +10,8 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ def vmctl(*args: str, check: bool = True, timeout: float = 1800) -> subprocess.C
     if check and done.returncode != 0:
         pytest.fail(f"vmctl {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
     return done
+
+
+def until(check: Callable[[], Any], seconds: float = 30) -> Any:
+    """``check()`` once it is truthy, polling for at most ``seconds`` (the VM is emulated)."""
+    deadline = time.monotonic() + seconds
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
 
 
 def vmctl_json(*args: str) -> Any:

@@ -12,7 +12,6 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from vmctl.engine.client import client as docker_client
 from vmctl.guest.keys import generate
 from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import BAKED_IMAGE, DOCK, IMAGE, VMCTL, run_readme_python
+from .conftest import BAKED_IMAGE, DOCK, IMAGE, VMCTL, run_readme_python, until
 from .conftest import vmctl as run_vmctl
 
 BAKED_VM = "e2e-baked"
@@ -172,7 +171,7 @@ def test_the_docker_socket_comes_back_when_its_connection_drops(dockerhost: dict
         again = _ssh_children(forwarder["pid"])
         return bool(again) and again != [ssh] and _docker("version").returncode == 0
 
-    assert _until(back, 60)
+    assert until(back, 60)
     assert json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["forwarder"]["docker"]["state"] == "ok"
 
 
@@ -214,13 +213,6 @@ def _curl(url: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def _until(check: Callable[[], Any], seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (value := check()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return value
-
-
 def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -233,12 +225,12 @@ def test_a_port_a_container_publishes_answers_on_the_host_while_it_runs(dockerho
     started = _docker("run", "-d", "--name", "e2e-web", "-p", f"{port}:80", "vmctl/busybox:latest", "sh", "-c", web)
     assert started.returncode == 0, started.stderr
     try:
-        assert _until(lambda: _curl(f"http://127.0.0.1:{port}/index.html")) == "hello-port\n"
+        assert until(lambda: _curl(f"http://127.0.0.1:{port}/index.html")) == "hello-port\n"
         rows = json.loads(run_vmctl("port", "ls", DOCK, "--json").stdout)
         assert {"port": f"127.0.0.1:{port}:{port}/tcp", "source": "docker", "state": "listening", "error": ""} in rows
     finally:
         _docker("rm", "-f", "e2e-web")
-    assert _until(lambda: _curl(f"http://127.0.0.1:{port}/index.html") is None)
+    assert until(lambda: _curl(f"http://127.0.0.1:{port}/index.html") is None)
     assert all(r["port"] != f"127.0.0.1:{port}:{port}/tcp" for r in json.loads(
         run_vmctl("port", "ls", DOCK, "--json").stdout))
 
@@ -271,7 +263,7 @@ def test_a_udp_port_a_container_publishes_echoes_on_the_host(dockerhost: dict[st
                 return None
 
     try:
-        assert _until(echo, 60) == b"ping-udp\n"
+        assert until(echo, 60) == b"ping-udp\n"
     finally:
         _docker("rm", "-f", "e2e-udp")
 

@@ -9,9 +9,8 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import vmctl
 from vmctl.guest.keys import generate
 from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import IMAGE, VMCTL, run_readme_python
+from .conftest import IMAGE, VMCTL, run_readme_python, until
 from .conftest import vmctl as run_vmctl
 
 DISK, KERNEL = "e2e-disk", "e2e-kernel"
@@ -172,14 +171,6 @@ def _get(url: str) -> str | None:
         return None
 
 
-def _until(check: Callable[[], Any], seconds: float = 30) -> Any:
-    """``check()`` once it is truthy, polling for at most ``seconds`` (the VM is emulated)."""
-    deadline = time.monotonic() + seconds
-    while not (value := check()) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return value
-
-
 def test_port_add_and_rm_on_a_plain_vm(machines: dict[str, Any]) -> None:
     """A web server in the guest, published on the host's loopback, then unpublished."""
     run_vmctl("ssh", DISK, "--", "nohup python3 -m http.server 8000 --directory /etc >/dev/null 2>&1 &")
@@ -187,7 +178,7 @@ def test_port_add_and_rm_on_a_plain_vm(machines: dict[str, Any]) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     assert run_vmctl("port", "add", DISK, f"{port}:8000").stdout.strip() == f"{DISK}: 127.0.0.1:{port}:8000/tcp"
-    assert _until(lambda: _get(f"http://127.0.0.1:{port}/hostname")) == f"{DISK}\n"
+    assert until(lambda: _get(f"http://127.0.0.1:{port}/hostname")) == f"{DISK}\n"
     listed = json.loads(run_vmctl("port", "ls", DISK, "--json").stdout)
     assert listed == [{"port": f"127.0.0.1:{port}:8000/tcp", "source": "static", "state": "listening", "error": ""}]
     assert json.loads(run_vmctl("inspect", DISK, "--json").stdout)["spec"]["ports"] == [f"127.0.0.1:{port}:8000/tcp"]
