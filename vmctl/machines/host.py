@@ -15,7 +15,7 @@ from ..hypervisor.driver import Hypervisor
 from ..hypervisor.runtime import Runtime, resolve_uri
 from ..hypervisor.xml import network_xml, storage_pool_xml
 from ..model.record import METADATA_NS, Record
-from ..model.spec import DEFAULT_NETWORK, MachineSpec, NetworkSpec
+from ..model.spec import DEFAULT_NETWORK, MachineSpec, NetworkSpec, check_name
 from . import forwarder
 from .lifecycle import Timeline, Timeouts, up
 from .machine import Machine
@@ -67,7 +67,9 @@ class Host:
         return client_key(state_dir() / "ssh")[1]
 
     def file(self, name: str, suffix: str) -> Path:
-        return self.dir / f"{name}.{suffix}"
+        """The VM's file ``NAME.SUFFIX`` in the machines directory; a name that is not a
+        valid VM name (``../x``, ``a/b``, ``x\\n``) is refused before any path is made."""
+        return self.dir / f"{check_name(name, 'VM name')}.{suffix}"
 
     def record(self, name: str) -> Record | None:
         element = self.hv.metadata(name, METADATA_NS)
@@ -75,6 +77,7 @@ class Host:
 
     def get(self, name: str) -> Machine:
         """The vmctl VM called ``name``; a :class:`ConfigError` if there is none."""
+        check_name(name, "VM name")
         if not self.hv.exists(name):
             raise NoSuchMachine(name, self.uri)
         record = self.record(name)
@@ -95,6 +98,7 @@ class Host:
         """Power off, undefine and delete everything of VM ``name``; returns what was removed.
 
         The caller holds the VM's lock (or knows nothing else can touch it): see :meth:`delete`."""
+        check_name(name, "VM name")
         removed = []
         forwarder.stop(self.dir, name)
         if self.hv.exists(name):

@@ -106,7 +106,7 @@ def up(
     spec = replace(spec, user=spec.user or image.user)  # (which checks the mounts against the user's home)
     shares = shares_for(spec, image)  # host directories exist; virtiofs, or 9p the image's kernel can mount
     host.dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(host.file(spec.name, "lock")):
+    with file_lock(host.file(spec.name, "lock"), what=f"VM {spec.name}", progress=progress):
         if host.hv.exists(spec.name):
             machine = _existing(host, spec, progress)
             return _forwarded(machine, progress) if forward else machine

@@ -17,7 +17,7 @@ from .mounts import Mount, Shares, parse_mounts
 from .ports import parse_all
 from .profiles import profile
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 BootMode = Literal["disk", "kernel"]
 Accel = Literal["kvm", "tcg"]
 NetMode = Literal["isolated", "nat"]
@@ -25,7 +25,7 @@ NetMode = Literal["isolated", "nat"]
 
 def check_name(name: str, what: str = "name") -> str:
     """Accept a DNS-label-like name: lower-case letters, digits, inner dashes, 1-63."""
-    if not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigError(
             f"invalid {what} {name!r}: use 1-63 lower-case letters, digits and inner dashes",
             hint="for example: web-1",
@@ -55,7 +55,7 @@ class NetworkSpec:
 
     def __post_init__(self) -> None:
         check_name(self.name, "network name")
-        if not re.match(r"^[a-zA-Z0-9_-]{1,15}$", self.bridge):
+        if not re.fullmatch(r"[a-zA-Z0-9_-]{1,15}", self.bridge):
             raise ConfigError(f"invalid bridge name {self.bridge!r}: 1-15 letters, digits, - or _")
         try:
             net = ipaddress.IPv4Network(self.cidr)
@@ -108,9 +108,9 @@ class NetworkChoice:
         if kind == "network" and source:
             check_name(source, "network name")
             return cls("network", source)
-        if kind == "bridge" and re.match(r"^[a-zA-Z0-9_.-]{1,15}$", source):
+        if kind == "bridge" and re.fullmatch(r"[a-zA-Z0-9_.-]{1,15}", source):
             return cls("bridge", source)
-        if not source and NAME_RE.match(text):
+        if not source and NAME_RE.fullmatch(text):
             return cls("network", text)
         raise ConfigError(
             f"invalid network {text!r}", hint="use NAME, network:NAME, bridge:BRIDGE or user"
