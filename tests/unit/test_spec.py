@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from vmctl.errors import ConfigError
+from vmctl.machines.host import Host
 from vmctl.model.spec import DomainSpec, NetworkSpec, check_name
 
 
@@ -15,7 +16,8 @@ def test_good_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "-a", "a-", "A", "a_b", "a/b", "../x", "a b", "a<b", "a&b", "a;rm", "x" * 64, "a'b", "é"],
+    ["", "-a", "a-", "A", "a_b", "a/b", "../x", "a b", "a<b", "a&b", "a;rm", "x" * 64, "a'b", "é",
+     "web\n", "web\n../../x", "../../../../tmp/x"],
 )
 def test_bad_names_are_refused_with_the_name_in_the_message(name: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -75,3 +77,14 @@ def test_machine_spec_differences_name_each_field() -> None:
 def test_machine_spec_validation(kw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         MachineSpec("web", **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["../../../../tmp/x", "web\n", "a/b", ".hidden"])
+def test_no_vm_path_is_made_from_a_bad_name(tmp_path: Path, name: str) -> None:
+    """vmctl down ../../../../tmp/x once removed /tmp/x.qcow2: every VM path goes through Host.file."""
+    host = Host.__new__(Host)  # no libvirt connection needed to build a path
+    host.dir = tmp_path
+    with pytest.raises(ConfigError, match="invalid VM name"):
+        host.file(name, "qcow2")
+    with pytest.raises(ConfigError, match="invalid VM name"):
+        host.delete_unlocked(name)
