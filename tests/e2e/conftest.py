@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,8 +44,10 @@ def vmctl_json(*args: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state = tmp_path_factory.mktemp("state")
+def runtime() -> Iterator[dict[str, Any]]:
+    # Not under pytest's tmp_path: that sits in a 0700 directory the guests' QEMU
+    # user (libvirt-qemu) cannot pass through; vmctl would refuse it.
+    state = Path(tempfile.mkdtemp(prefix="vmctl-e2e-", dir="/var/tmp"))
     saved = {k: os.environ.get(k) for k in ("VMCTL_STATE_DIR", "VMCTL_NETNS", "VMCTL_CONNECT")}
     os.environ["VMCTL_STATE_DIR"] = str(state)
     os.environ["VMCTL_NETNS"] = f"vmctl-test-{os.getpid()}"
@@ -53,12 +57,17 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         status = vmctl_json("hypervisor", "start")
         yield status
     finally:
-        vmctl("hypervisor", "stop", check=False)
+        stopped = vmctl("hypervisor", "stop", check=False)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        left = sorted(p.name for p in (state / "machines").glob("*") if not p.name.endswith(".lock"))
+        shutil.rmtree(state, ignore_errors=True)
+        # a teardown failure fails the run: a leaked VM or a runtime that would not stop
+        assert stopped.returncode == 0, f"vmctl hypervisor stop failed: {stopped.stderr}"
+        assert not left, f"the suite left VM files behind: {left}"
 
 
 DOCK, BAKED_IMAGE = "e2e-dock", "e2e-docker-baked"

@@ -14,10 +14,15 @@ accelerator verdict (``accel.json``) and the VMs' disks (``machines/``).
 
 from __future__ import annotations
 
+import grp
 import importlib.util
 import os
+import pwd
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import ConfigError
 
 
 def _is_root() -> bool:
@@ -45,6 +50,72 @@ def state_dir() -> Path:
 def machines_dir() -> Path:
     """Where the VMs' disks, seeds, logs and locks live."""
     return state_dir() / "machines"
+
+
+QEMU_GROUP = "libvirt-qemu"  # the guests' QEMU runs as this user and group (Debian's libvirt-daemon-system)
+
+
+def qemu_gid() -> int | None:
+    """The group ID of the guests' QEMU user, or None where libvirt's user does not exist."""
+    try:
+        return grp.getgrnam(QEMU_GROUP).gr_gid
+    except KeyError:
+        return None
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (mode 0700) or tighten it: nobody but root may list or read it.
+
+    The guests' QEMU user may pass through it (mode 0710, group libvirt-qemu) to
+    open the disk libvirt hands it; it can neither list the directory nor read a
+    file in it that libvirt did not give it. Made with the mode: never open for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    gid = qemu_gid()
+    if gid is None:
+        os.chmod(path, 0o700)
+    else:
+        os.chown(path, 0, gid)
+        os.chmod(path, 0o710)
+    return path
+
+
+def closed_ancestor(path: Path, uid: int, gids: set[int]) -> Path | None:
+    """The first directory above ``path`` that user ``uid`` (in groups ``gids``) cannot pass through."""
+    for parent in reversed(path.resolve().parents):
+        st = parent.stat()
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return parent
+    return None
+
+
+def private_machines_dir() -> Path:
+    """The machines directory, made private (0710 root:libvirt-qemu, state directory too),
+    checked to be reachable by the guests' QEMU user: refused now rather than at a VM's start."""
+    private_dir(state_dir())
+    directory = private_dir(machines_dir())
+    try:
+        user = pwd.getpwnam(QEMU_GROUP)
+    except KeyError:
+        return directory  # no unprivileged QEMU user on this host: libvirt runs QEMU as it is told
+    groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
+    if closed := closed_ancestor(directory, user.pw_uid, groups):
+        raise ConfigError(
+            f"the guests' QEMU user {QEMU_GROUP} cannot reach {directory}: {closed} is closed to it "
+            f"(mode {closed.stat().st_mode & 0o777:o})",
+            hint="keep VMCTL_STATE_DIR under directories others may pass through (the default "
+            f"/var/lib/vmctl is), or 'chmod o+x {closed}'",
+        )
+    return directory
 
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .._core.proc import run
 
 
 def create_overlay(base: Path, overlay: Path, size_gib: int | None = None) -> Path:
-    """A qcow2 overlay backed by ``base`` (never written), optionally grown to ``size_gib``."""
+    """A qcow2 overlay (mode 0600) backed by ``base`` (never written), optionally grown to ``size_gib``."""
     argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)]
     if size_gib:
         argv.append(f"{size_gib}G")
     overlay.parent.mkdir(parents=True, exist_ok=True)
-    run(argv, what=f"creating overlay {overlay.name}")
+    fd = os.open(overlay, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private from the first byte:
+    os.fchmod(fd, 0o600)  # (a leftover of an interrupted run too)
+    os.close(fd)
+    run(argv, what=f"creating overlay {overlay.name}")  # qemu-img truncates it and keeps the mode
     return overlay
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._core.locks import file_lock
-from .._core.paths import machines_dir, state_dir
+from .._core.paths import machines_dir, private_machines_dir, state_dir
 from .._core.progress import NoProgress, Progress
 from ..errors import NoSuchMachine, NotManaged
 from ..guest.keys import client_key
@@ -25,7 +25,7 @@ STORAGE_POOL = "vmctl"  # the libvirt storage pool over the machines directory
 
 def prepare_host(hv: Hypervisor, network: NetworkSpec = DEFAULT_NETWORK) -> None:
     """Make sure the network and storage pool vmctl's VMs use exist and are active."""
-    machines_dir().mkdir(parents=True, exist_ok=True)
+    private_machines_dir()
     hv.ensure_network(network.name, network_xml(network))
     hv.ensure_storage_pool(STORAGE_POOL, storage_pool_xml(STORAGE_POOL, str(machines_dir())))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._core.locks import file_lock
+from .._core.paths import private_machines_dir
 from .._core.poll import Look, wait_for
 from .._core.progress import NoProgress, Progress
 from .._core.relay import bind
@@ -105,7 +106,7 @@ def up(
     _check_against_host(host, spec)
     spec = replace(spec, user=spec.user or image.user)  # (which checks the mounts against the user's home)
     shares = shares_for(spec, image)  # host directories exist; virtiofs, or 9p the image's kernel can mount
-    host.dir.mkdir(parents=True, exist_ok=True)
+    private_machines_dir()
     with file_lock(host.file(spec.name, "lock"), what=f"VM {spec.name}", progress=progress):
         if host.hv.exists(spec.name):
             machine = _existing(host, spec, progress)
