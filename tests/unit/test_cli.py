@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import click
 import pytest
@@ -193,3 +195,120 @@ def test_the_proxy_relays_both_ways_until_the_far_end_closes() -> None:
     server.close()
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"HELLO\n" * 20000
+
+
+# docker context ------------------------------------------------------------------
+
+
+@pytest.fixture
+def docker_context(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """``vmctl docker context web`` with a docker CLI that is there, a VM with a socket, and
+    subprocess.run recording each call (a test sets what it does next)."""
+    from vmctl.cli import docker as docker_cli
+
+    monkeypatch.setattr(docker_cli.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(docker_cli, "_made_as_docker_host", lambda ctx, name: True)
+    monkeypatch.setattr(docker_cli, "_socket", lambda ctx, name: "/run/web.sock")
+    return []
+
+
+def _docker_runs(monkeypatch: pytest.MonkeyPatch, calls: list[list[str]],
+                 do: Callable[[list[str]], subprocess.CompletedProcess[str]]) -> None:
+    from vmctl.cli import docker as docker_cli
+
+    def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        assert kw.get("timeout") == docker_cli.DOCKER_CLI_TIMEOUT  # every call is bounded
+        return do(argv)
+
+    monkeypatch.setattr(docker_cli.subprocess, "run", run)
+
+
+def test_docker_context_creates_the_context_with_bounded_docker_calls(
+    docker_context: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _docker_runs(monkeypatch, docker_context,
+                 lambda argv: subprocess.CompletedProcess(argv, 1 if argv[2] == "inspect" else 0, "", ""))
+    result = CliRunner().invoke(main, ["docker", "context", "web"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "docker context vmctl-web -> unix:///run/web.sock  (docker --context vmctl-web ps)\n"
+    assert docker_context == [["docker", "context", "inspect", "vmctl-web"],
+                              ["docker", "context", "create", "vmctl-web", "--docker", "host=unix:///run/web.sock",
+                               "--description", "vmctl VM web"]]
+
+
+def test_a_docker_context_call_that_hangs_is_a_one_line_error(
+    docker_context: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def hang(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        raise subprocess.TimeoutExpired(argv, 30)
+
+    _docker_runs(monkeypatch, docker_context, hang)
+    result = CliRunner().invoke(main, ["docker", "context", "web"])
+    assert result.exit_code == 1 and not isinstance(result.exception, subprocess.TimeoutExpired)
+    lines = result.output.strip().splitlines()
+    assert lines[0] == "error: 'docker context inspect' did not finish in 30s" and lines[1].startswith("hint: ")
+    assert len(lines) == 2
+
+
+def test_a_failed_docker_context_create_is_one_line(
+    docker_context: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _docker_runs(monkeypatch, docker_context, lambda argv: subprocess.CompletedProcess(
+        argv, 1, "", "Usage: docker context create\n\ncontext \"vmctl-web\" already exists\n"))
+    result = CliRunner().invoke(main, ["docker", "context", "web"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        "error: docker context create failed (exit 1): context \"vmctl-web\" already exists")
+
+
+def test_docker_context_without_the_docker_cli_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmctl.cli import docker as docker_cli
+
+    monkeypatch.setattr(docker_cli.shutil, "which", lambda name: None)
+    result = CliRunner().invoke(main, ["docker", "context", "web"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == ["error: the docker CLI is not installed", f"hint: {docker_cli.NO_DOCKER_CLI}"]
+
+
+# docker install: every guest command bounded --------------------------------------
+
+
+GUEST_FILES = {"cat /etc/os-release": "ID=debian\nVERSION_CODENAME=bookworm\n"}
+
+
+class _Guest:
+    """A stand-in for a Machine: every command must be given its timeout (no default here)."""
+
+    name, user = "web", "debian"
+
+    def __init__(self) -> None:
+        self.timeouts: list[tuple[str, float]] = []
+        self.copied: list[str] = []
+
+    def run(self, command: str | list[str], *, timeout: float, stdin: bytes | None = None) -> object:
+        from vmctl._core.proc import CommandResult
+
+        text = command if isinstance(command, str) else " ".join(command)
+        self.timeouts.append((text, timeout))
+        out = GUEST_FILES.get(text, "20.10.24\n")
+        return CommandResult(text, 1 if text.startswith("sudo sh -c") else 0, out, "")
+
+    def get(self, remote: str, local: Path) -> None:  # bounded in guest/ssh.py (TRANSFER_STALL)
+        self.copied.append(remote)
+        local.write_text("Package: x\n")
+
+    def close(self) -> None:
+        pass
+
+
+def test_every_guest_command_of_an_offline_install_is_bounded(isolated: object,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmctl.engine import install
+
+    monkeypatch.setattr(install.AptRoot, "fetch", lambda self, status, packages: [])  # nothing to push
+    guest = _Guest()
+    result = install.install(guest, "offline")  # type: ignore[arg-type]
+    assert result.changed and result.version == "20.10.24" and result.packages == 0
+    assert guest.copied == ["/var/lib/dpkg/status"]
+    assert all(0 < timeout <= 1800 for _, timeout in guest.timeouts)

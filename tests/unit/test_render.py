@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -51,10 +52,15 @@ NETWORKS = {
 }
 
 
-def _golden(name: str, text: str) -> None:
+def _golden(name: str, text: str, update: bool = UPDATE) -> None:
+    """``text`` must equal the golden file; only VMCTL_UPDATE_GOLDEN=1 writes one (a missing
+    golden file fails: it is never made silently, so a test cannot pass against itself)."""
     path = GOLDEN / f"{name}.xml"
-    if UPDATE or not path.exists():
+    if update:
         path.write_text(text)
+    if not path.exists():
+        pytest.fail(f"golden file {path} is missing; if this output is new and right, make it deliberately "
+                    "with VMCTL_UPDATE_GOLDEN=1 make unit, review it, and commit it")
     assert text == path.read_text(), f"{name} differs from {path}; VMCTL_UPDATE_GOLDEN=1 regenerates"
 
 
@@ -78,6 +84,17 @@ def test_network_matches_golden_and_libvirt_schema(name: str, tmp_path: Path) ->
     text = network_xml(NETWORKS[name])
     _golden(name, text)
     _validate(text, "network", tmp_path)
+
+
+def test_every_golden_file_has_its_case_and_a_missing_one_fails(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    assert {p.stem for p in GOLDEN.glob("*.xml")} == set(DOMAINS) | set(NETWORKS)
+    monkeypatch.setattr(sys.modules[__name__], "GOLDEN", tmp_path)
+    with pytest.raises(pytest.fail.Exception, match="golden file .* is missing; .*VMCTL_UPDATE_GOLDEN=1"):
+        _golden("domain-new", "<domain/>", update=False)
+    assert not (tmp_path / "domain-new.xml").exists()  # not made
+    _golden("domain-new", "<domain/>", update=True)  # made only when asked
+    assert (tmp_path / "domain-new.xml").read_text() == "<domain/>"
 
 
 def test_pool_is_valid(tmp_path: Path) -> None:

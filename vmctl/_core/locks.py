@@ -15,7 +15,6 @@ from .poll import Look, wait_for
 from .proc import cmdline
 from .progress import NoProgress, Progress
 
-
 LOCK_TIMEOUT = 3600.0  # longer than any one vmctl operation's own bounded waits
 
 

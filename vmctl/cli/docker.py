@@ -195,6 +195,9 @@ def env(ctx: click.Context, name: str, use_ssh: bool) -> None:
     click.echo(f"# run: eval \"$(vmctl docker env {name}{' --ssh' if use_ssh else ''})\"")
 
 
+NO_DOCKER_CLI = "install it (apt-get install docker.io), or use 'vmctl docker env'"
+
+
 @docker_group.command("context")
 @click.argument("name")
 @click.option("--ssh", "use_ssh", is_flag=True, help="Point the context at ssh://vmctl-NAME instead of the socket.")
@@ -208,14 +211,29 @@ def context(ctx: click.Context, name: str, use_ssh: bool) -> None:
       vmctl docker context web --ssh
     """
     if shutil.which("docker") is None:
-        raise ConfigError("the docker CLI is not installed", hint="install it, or use 'vmctl docker env'")
+        raise ConfigError("the docker CLI is not installed", hint=NO_DOCKER_CLI)
     alias = f"vmctl-{name}"
     use_ssh = use_ssh or not _made_as_docker_host(ctx, name)
     target = f"ssh://{_prepare_ssh(ctx, name)}" if use_ssh else f"unix://{_socket(ctx, name)}"
-    exists = subprocess.run(["docker", "context", "inspect", alias], capture_output=True, timeout=30).returncode == 0
-    verb = ["update"] if exists else ["create"]
-    done = subprocess.run(["docker", "context", *verb, alias, "--docker", f"host={target}",
-                           "--description", f"vmctl VM {name}"], capture_output=True, text=True, timeout=30)
+    exists = _docker_context("inspect", alias).returncode == 0
+    verb = "update" if exists else "create"
+    done = _docker_context(verb, alias, "--docker", f"host={target}", "--description", f"vmctl VM {name}")
     if done.returncode != 0:
-        raise VmctlError(f"docker context {verb[0]} failed: {done.stderr.strip()}")
+        said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        raise VmctlError(f"docker context {verb} failed (exit {done.returncode}): {said[-1] if said else 'no output'}")
     click.echo(f"docker context {alias} -> {target}  (docker --context {alias} ps)")
+
+
+DOCKER_CLI_TIMEOUT = 30.0  # the docker CLI only edits its own config here; it never takes long
+
+
+def _docker_context(*args: str) -> subprocess.CompletedProcess[str]:
+    """``docker context ARGS``, bounded: a docker CLI that hangs is an error, not a wait forever."""
+    try:
+        return subprocess.run(["docker", "context", *args], capture_output=True, text=True,
+                              timeout=DOCKER_CLI_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        raise VmctlError(f"'docker context {args[0]}' did not finish in {DOCKER_CLI_TIMEOUT:.0f}s",
+                         hint="try 'docker context ls' by hand; 'vmctl docker env' needs no context") from e
+    except FileNotFoundError as e:
+        raise ConfigError("the docker CLI is not installed", hint=NO_DOCKER_CLI) from e

@@ -178,12 +178,14 @@ def ls(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(f"{'NAME':<20} {'STATE':<10} {'IP':<16} {'USER':<10} {'IMAGE':<20} FORWARDER")
     for r in rows:
-        click.echo(f"{r['name']:<20} {r['state']:<10} {r['ip'] or '-':<16} {r['user']:<10} {r['image']:<20} "
+        state = r["state"] if r["complete"] else "incomplete"  # an interrupted up: 'vmctl up' resumes it
+        click.echo(f"{r['name']:<20} {state:<10} {r['ip'] or '-':<16} {r['user']:<10} {r['image']:<20} "
                    f"{_forwarder_summary(r['forwarder'])}")
 
 
 def _row(m: Machine) -> dict[str, Any]:
-    return {"name": m.name, "state": m.state, "ip": m.ip, "user": m.user, "image": m.spec.image,
+    return {"name": m.name, "state": m.state, "complete": not m.missing_phases,
+            "missing_phases": list(m.missing_phases), "ip": m.ip, "user": m.user, "image": m.spec.image,
             "cpus": m.spec.cpus, "memory_mib": m.spec.memory_mib, "ports": list(m.spec.ports),
             "forwarder": m.forwarder() if m.needs_forwarder else None}
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .._core.locks import file_lock
+from .._core.locks import file_lock, replacing
 from ..errors import ConfigError
 
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
@@ -68,15 +69,74 @@ def read_public_key(path: Path) -> str:
     return check_public_key(text, str(path))
 
 
+def public_line(private: str, comment: str = "") -> str:
+    """The OpenSSH public key line of an OpenSSH private key (PEM text)."""
+    key = serialization.load_ssh_private_key(private.encode(), password=None)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return f"{public.decode()} {comment}".strip()
+
+
+CLIENT_COMMENT = "vmctl"
+
+
 def client_key(directory: Path) -> tuple[Path, str]:
-    """vmctl's own client key (created once): the private key's path and the public line."""
-    private = directory / "id_ed25519"
+    """vmctl's own client key (created once): the private key's path and the public line.
+
+    Under a lock, the pair is made public half first, each file written whole
+    and renamed into place, the private key 0600 from its creation, in a 0700
+    directory. A missing or damaged ``.pub`` beside an existing private key is
+    made again from the private key, so an interrupted first run heals itself.
+    """
+    private, public = directory / "id_ed25519", directory / "id_ed25519.pub"
+    _private_directory(directory)
     with file_lock(directory / "id_ed25519.lock"):
         if not private.exists():
-            pair = generate("vmctl")
-            fd = os.open(private.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(pair.private)
-            private.with_suffix(".tmp").replace(private)
-            private.with_suffix(".pub").write_text(pair.public + "\n")
-    return private, private.with_suffix(".pub").read_text().strip()
+            pair = generate(CLIENT_COMMENT)
+            _write(public, pair.public, 0o644)
+            _write(private, pair.private, 0o600)
+            return private, pair.public
+        _restrict(private)
+        line = _derived_public(private, public)
+        if _key_of(_read_or_empty(public)) != _key_of(line):
+            _write(public, line, 0o644)
+        return private, line
+
+
+def _private_directory(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _restrict(directory, 0o700)
+
+
+def _restrict(path: Path, mode: int = 0o600) -> None:
+    """Take away group and other access to ``path`` if it has any (OpenSSH refuses an open key)."""
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(mode)
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    with replacing(path, mode) as f:
+        f.write(text.encode() if text.endswith("\n") else f"{text}\n".encode())
+
+
+def _derived_public(private: Path, public: Path) -> str:
+    """The public line of the private key file; one that cannot be read is a :class:`ConfigError`."""
+    try:
+        return public_line(private.read_text(), CLIENT_COMMENT)
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise ConfigError(
+            f"vmctl's SSH client key {private} is unusable: {getattr(e, 'strerror', None) or e}",
+            hint=f"remove {private} and {public} to have a new pair made "
+                 "(VMs made with the old key then refuse it: 'vmctl down' and 'up' them again)",
+        ) from e
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _key_of(line: str) -> list[str]:
+    """A public key line's type and key, without its comment."""
+    return line.split()[:2]

@@ -24,13 +24,26 @@ def read(path: Path) -> str:
         return ""
 
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# Terminal control sequences (ECMA-48), 7-bit and 8-bit forms, a truncated one too:
+# strings (OSC, DCS, SOS, PM, APC) up to BEL or ST (or the line's end), CSI, other ESC sequences.
+_STRING = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+_CSI = r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
+_ESC = r"\x1b[\x20-\x2f]*[\x30-\x7e]?"
+SEQUENCES = re.compile(f"{_STRING}|{_CSI}|{_ESC}")
+# what is left of C0 (but tab and newline), DEL, C1; a lone carriage return among them
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """``text`` without anything a terminal would act on: escape and control sequences,
+    control characters (tab and newline stay), carriage returns (``\\r\\n`` becomes ``\\n``)."""
+    return CONTROLS.sub("", SEQUENCES.sub("", text).replace("\r\n", "\n"))
 
 
 def tail(text: str, lines: int = 10) -> list[str]:
-    """The last non-empty lines, without terminal colour codes."""
-    clean = (ANSI.sub("", line).rstrip() for line in text.splitlines())
-    return [line for line in clean if line.strip()][-lines:]
+    """The last non-empty lines, safe to show on a terminal (see :func:`clean`)."""
+    clean_lines = (line.rstrip() for line in clean(text).split("\n"))
+    return [line for line in clean_lines if line.strip()][-lines:]
 
 
 def reached(text: str) -> list[str]:

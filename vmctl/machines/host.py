@@ -73,7 +73,7 @@ class Host:
 
     def record(self, name: str) -> Record | None:
         element = self.hv.metadata(name, METADATA_NS)
-        return Record.from_element(element) if element else None
+        return Record.from_element(element, name) if element else None
 
     def get(self, name: str) -> Machine:
         """The vmctl VM called ``name``; a :class:`ConfigError` if there is none."""

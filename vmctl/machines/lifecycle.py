@@ -35,8 +35,9 @@ from ..images.catalog import Cache, CachedImage
 from ..model.mounts import Shares
 from ..model.ports import overlapping, parse_all
 from ..model.profiles import profile
-from ..model.record import Record
+from ..model.record import PHASES, Record
 from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
+from . import forwarder
 from .machine import Machine
 from .shares import shares_for
 
@@ -108,14 +109,19 @@ def up(
     shares = shares_for(spec, image)  # host directories exist; virtiofs, or 9p the image's kernel can mount
     private_machines_dir()
     with file_lock(host.file(spec.name, "lock"), what=f"VM {spec.name}", progress=progress):
+        def make_run(machine: Machine | None = None) -> _Run:
+            accel = machine.record.accel if machine else accelerator(progress)
+            return _Run(host, spec, progress, accel, timeouts or Timeouts.for_accel(accel), timeline or Timeline(),
+                        shares, machine)
+
         if host.hv.exists(spec.name):
-            machine = _existing(host, spec, progress)
+            machine = _existing(host, spec, progress, make_run)
             return _forwarded(machine, progress) if forward else machine
         check_ports(host, spec)
-        accel = accelerator(progress)
-        run = _Run(host, spec, progress, timeouts or Timeouts.for_accel(accel), timeline or Timeline(), shares)
+        _clear_leftovers(host, spec.name, progress)
+        run = make_run()
         try:
-            machine = run.all(image, accel, extra)
+            machine = run.all(image, extra)
         except BaseException as e:  # clean up after anything, even Ctrl-C
             error = run.fail(e) if isinstance(e, VmctlError) else None
             if run.machine is not None:
@@ -162,13 +168,26 @@ def _forwarded(machine: Machine, progress: Progress) -> Machine:
     return machine
 
 
-def _existing(host: Host, spec: MachineSpec, progress: Progress) -> Machine:
+def _clear_leftovers(host: Host, name: str, progress: Progress) -> None:
+    """Files of a VM with no domain are what an ``up`` killed while defining it left: remove them."""
+    leftovers = [p for p in host.dir.glob(f"{name}.*") if p.name != f"{name}.lock" and p.name.split(".", 1)[0] == name]
+    if leftovers:
+        forwarder.stop(host.dir, name)
+        progress.phase(f"removing what an interrupted up of {name} left: {', '.join(p.name for p in leftovers)}")
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+
+
+def _existing(host: Host, spec: MachineSpec, progress: Progress, make_run: Callable[[Machine], _Run]) -> Machine:
     machine = host.get(spec.name)
     if diffs := machine.spec.differences(spec):
         raise ConfigError(
             f"{spec.name} already exists with a different spec: {'; '.join(diffs)}",
             hint=f"'vmctl down {spec.name}' first, or ask for the spec it has",
         )
+    if machine.missing_phases:  # an earlier up was interrupted: finish it
+        progress.phase(f"resuming {spec.name}: {', '.join(machine.missing_phases)} left to do")
+        return make_run(machine).resume()
     if machine.state != "running":
         progress.phase("starting the existing VM")
         machine.start(forward=False)  # the caller starts the forwarder, if it wants one
@@ -176,15 +195,19 @@ def _existing(host: Host, spec: MachineSpec, progress: Progress) -> Machine:
 
 
 class _Run:
-    """One ``up`` in progress: the phases, their timings, and what they waited on."""
+    """One ``up`` in progress: the phases, their timings, and what they waited on.
 
-    def __init__(self, host: Host, spec: MachineSpec, progress: Progress, timeouts: Timeouts,
-                 timeline: Timeline, shares: Shares | None = None) -> None:
-        self.host, self.spec, self.progress, self.timeouts = host, spec, progress, timeouts
+    Each finished phase is recorded in the VM's metadata (``Record.phases``), so
+    an ``up`` killed at any point leaves a VM that says what it still lacks, and
+    the next ``up`` of the same spec does only that (:meth:`resume`)."""
+
+    def __init__(self, host: Host, spec: MachineSpec, progress: Progress, accel: str, timeouts: Timeouts,
+                 timeline: Timeline, shares: Shares | None = None, machine: Machine | None = None) -> None:
+        self.host, self.spec, self.progress, self.accel, self.timeouts = host, spec, progress, accel, timeouts
         self.timeline, self.shares = timeline, shares
         self.timings: dict[str, float] = {}
         self.phase, self.phase_started = "define", time.monotonic()
-        self.machine: Machine | None = None
+        self.machine = machine
 
     def step(self, phase: str, label: str, fn: Callable[[], object]) -> None:
         self.phase, self.phase_started = phase, time.monotonic()
@@ -192,16 +215,47 @@ class _Run:
         fn()
         self.timings[phase] = round(time.monotonic() - self.phase_started, 2)
         self.timeline.mark(phase)
+        machine = self.machine
+        if machine is not None and phase != "define":  # define writes its record with the domain
+            done = tuple(p for p in PHASES if p in (*(machine.record.phases or ()), phase))
+            machine.save(replace(machine.record, phases=done))
 
-    def all(self, image: object, accel: str, extra: dict[str, object]) -> Machine:
-        started = time.monotonic()
-        self.step("define", "defining (overlay, seed, domain)", lambda: self.define(image, accel, extra))
-        self.step("start", "starting QEMU", self.start)
-        self.step("ip", "waiting for an address", self.wait_ip)
-        self.step("ssh", "waiting for SSH", self.wait_ssh)
-        self.step("cloud_init", "waiting for cloud-init to finish", self.wait_cloud_init)
+    def _steps(self) -> list[tuple[str, str, Callable[[], object]]]:
+        steps: list[tuple[str, str, Callable[[], object]]] = [
+            ("start", "starting QEMU", self.start),
+            ("ip", "waiting for an address", self.wait_ip),
+            ("ssh", "waiting for SSH", self.wait_ssh),
+            ("cloud_init", "waiting for cloud-init to finish", self.wait_cloud_init),
+        ]
         if self.spec.docker:
-            self.step("docker", "installing Docker", self.install_docker)
+            steps.append(("docker", "installing Docker", self.install_docker))
+        return steps
+
+    def all(self, image: object, extra: dict[str, object]) -> Machine:
+        started = time.monotonic()
+        self.step("define", "defining (overlay, seed, domain)", lambda: self.define(image, self.accel, extra))
+        for phase, label, fn in self._steps():
+            self.step(phase, label, fn)
+        return self._finish(started)
+
+    def resume(self) -> Machine:
+        """Do the phases an interrupted ``up`` left undone. Starting and the waits for an
+        address and SSH are always repeated (cheap on a running VM; the VM may have been
+        stopped since); finished provisioning is not. A failure leaves the VM as it is,
+        still incomplete, for another try."""
+        started, machine = time.monotonic(), self.machine
+        assert machine is not None
+        missing = machine.missing_phases
+        try:
+            for phase, label, fn in self._steps():
+                if phase in missing or phase in ("start", "ip", "ssh"):
+                    self.step(phase, label, fn)
+        except VmctlError as e:
+            machine.close()
+            raise self.fail(e) from e
+        return self._finish(started)
+
+    def _finish(self, started: float) -> Machine:
         self.timings["total"] = round(time.monotonic() - started, 2)
         assert self.machine is not None
         self.machine.save(replace(self.machine.record, timings=self.timings))
@@ -218,7 +272,7 @@ class _Run:
             instance_id=f"iid-{spec.name}-{secrets.token_hex(4)}",
             disk=str(host.file(spec.name, "qcow2")), seed=str(host.file(spec.name, "seed.iso")),
             serial_log=str(host.file(spec.name, "serial.log")), accel=accel, netns=host.netns,
-            created=time.time(),
+            created=time.time(), phases=("define",),  # true once the domain exists, as it does with this record
         )
         create_overlay(Path(image.path), Path(record.disk), spec.disk_gib)
         keys = [host.client_public_key(), *spec.ssh_keys]
@@ -236,7 +290,8 @@ class _Run:
         self.machine = Machine(host, spec.name, record)
 
     def start(self) -> None:
-        self.host.hv.start(self.spec.name)
+        if self.host.hv.state(self.spec.name) != "running":
+            self.host.hv.start(self.spec.name)
 
     def wait_ip(self) -> None:
         machine = self.machine

@@ -14,7 +14,7 @@ from ..errors import HostKeyMismatch, MachineNotRunning, NoAddress, VmctlError, 
 from ..guest.keys import fingerprint
 from ..guest.ssh import Endpoint, SSHConnection, read_banner
 from ..hypervisor.console import read, tail
-from ..model.record import KEY, METADATA_NS, Record
+from ..model.record import KEY, METADATA_NS, PHASES, Record
 from ..model.spec import MachineSpec, NetworkChoice
 from . import forwarder
 
@@ -78,10 +78,20 @@ class Machine:
         text = read(Path(self.record.serial_log))
         return "\n".join(tail(text, lines)) if lines else text
 
+    @property
+    def missing_phases(self) -> tuple[str, ...]:
+        """The phases of ``up`` this VM has not finished (an ``up`` was interrupted);
+        empty when it is complete. ``vmctl up`` of the same spec resumes them."""
+        done = self.record.phases
+        if done is None:  # recorded before phases were: saved only once complete
+            return ()
+        return tuple(p for p in PHASES if p not in done and (p != "docker" or self.spec.docker))
+
     def to_dict(self) -> dict[str, Any]:
         state = self.state
         return {
-            "name": self.name, "state": state, "ip": self.ip if state == "running" else None,
+            "name": self.name, "state": state, "complete": not self.missing_phases,
+            "missing_phases": list(self.missing_phases), "ip": self.ip if state == "running" else None,
             "user": self.user, "image": self.spec.image, "uri": self.host.uri,
             "host_key": self.record.host_key, "host_key_fingerprint": fingerprint(self.record.host_key),
             "mac": self.record.mac, "accel": self.record.accel, "netns": self.record.netns,

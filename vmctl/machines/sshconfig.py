@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
+import stat
 import sys
 from pathlib import Path
 
+from .._core.locks import replacing
 from .._core.paths import state_dir
+from ..errors import ConfigError
 from .machine import Machine
 
 
@@ -19,7 +22,7 @@ def alias(machine: Machine) -> str:
 
 def known_hosts(machine: Machine) -> Path:
     path = machine.host.file(machine.name, "known_hosts")
-    path.write_text(f"{alias(machine)} {machine.record.host_key}\n")
+    _replace_text(path, f"{alias(machine)} {machine.record.host_key}\n", 0o644)
     return path
 
 
@@ -57,8 +60,15 @@ def write_entry(machine: Machine) -> Path:
     lines = [f"Host {alias(machine)}"] + [f"  {k} {v}" for k, v in options(machine).items()]
     path = config_dir() / f"{machine.name}.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    _replace_text(path, "\n".join(lines) + "\n", 0o644)
     return path
+
+
+def _replace_text(path: Path, text: str, mode: int) -> None:
+    """``path`` replaced whole by ``text`` (an ssh reading it meanwhile sees the old or the new file)."""
+    with replacing(path, mode) as f:
+        os.fchmod(f.fileno(), mode)  # exactly ``mode``, whatever the umask
+        f.write(text.encode())
 
 
 MARK = "# vmctl: its VMs as Host vmctl-NAME"
@@ -77,7 +87,7 @@ def ensure_include(config: Path | None = None) -> Path:
     """
     config = config or user_ssh_config()
     include = f"Include {config_dir()}/*.conf"
-    lines = config.read_text().splitlines() if config.exists() else []
+    lines = _read_config(config).splitlines()
     kept: list[str] = []
     skip = False
     for line in lines:
@@ -91,7 +101,42 @@ def ensure_include(config: Path | None = None) -> Path:
                 continue
             kept += [MARK]
         kept.append(line)
-    config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    config.write_text("\n".join([MARK, include, *kept]) + "\n")
-    config.chmod(0o600)
+    _write_config(config, "\n".join([MARK, include, *kept]) + "\n")
     return config
+
+
+def _read_config(config: Path) -> str:
+    try:
+        return config.read_text()
+    except FileNotFoundError:
+        return ""
+    except OSError as e:
+        raise ConfigError(f"cannot read the SSH config {config}: {e.strerror or e}",
+                          hint=f"check its owner and mode: ls -lL {config}") from e
+
+
+def _write_config(config: Path, text: str) -> None:
+    """Replace the file whole (a reader never sees half of it), keeping its mode (0600 when new);
+    a symlinked config keeps its link: the file it points to is the one replaced."""
+    config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        target = config.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+        raise ConfigError(f"cannot follow the SSH config {config}: {e}", hint=f"ls -l {config}") from e
+    try:
+        if target.read_text() == text:
+            return
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    except OSError as e:
+        raise _unwritable(config, target, e) from e
+    try:
+        _replace_text(target, text, mode)
+    except OSError as e:
+        raise _unwritable(config, target, e) from e
+
+
+def _unwritable(config: Path, target: Path, e: OSError) -> ConfigError:
+    return ConfigError(f"cannot write the SSH config {target}: {e.strerror or e}",
+                       hint=f"add the line 'Include {config_dir()}/*.conf' to {config} yourself")
