@@ -231,6 +231,13 @@ class Hypervisor:
         except libvirt.libvirtError:
             return None
 
+    def network_bridge(self, name: str) -> str | None:
+        """The host bridge network ``name`` runs on, or None if there is no such network."""
+        try:
+            return str(self.conn.networkLookupByName(name).bridgeName())
+        except libvirt.libvirtError:
+            return None
+
     def lease_address(self, network: str, mac: str) -> str | None:
         """The IPv4 address the network's DHCP server leased to ``mac``."""
         for lease in self.network_leases(network):

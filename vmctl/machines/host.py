@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._core.locks import file_lock
 from .._core.paths import machines_dir, private_machines_dir, state_dir
+from .._core.proc import run
 from .._core.progress import NoProgress, Progress
 from ..errors import NoSuchMachine, NotManaged
 from ..guest.keys import client_key
@@ -15,7 +16,7 @@ from ..hypervisor.driver import Hypervisor
 from ..hypervisor.runtime import Runtime, resolve_uri
 from ..hypervisor.xml import network_xml, storage_pool_xml
 from ..model.record import METADATA_NS, Record
-from ..model.spec import DEFAULT_NETWORK, MachineSpec, NetworkSpec, check_name
+from ..model.spec import DEFAULT_NETWORK, MachineSpec, NetworkChoice, NetworkSpec, check_name
 from . import forwarder
 from .lifecycle import Timeline, Timeouts, up
 from .machine import Machine
@@ -102,17 +103,38 @@ class Host:
         removed = []
         forwarder.stop(self.dir, name)
         if self.hv.exists(name):
-            if self.record(name) is None:
+            record = self.record(name)
+            if record is None:
                 raise NotManaged(name, self.uri)
+            lease = self._lease(record)
             self.hv.power_off(name)
             self.hv.undefine(name)
             removed.append(f"domain {name}")
+            if lease and self._release(*lease):
+                removed.append(f"DHCP lease {lease[1]}")
         for suffix in FILE_SUFFIXES:
             path = self.file(name, suffix)
             if path.exists():
                 path.unlink()
                 removed.append(str(path))
         return removed
+
+    def _lease(self, record: Record) -> tuple[str, str, str] | None:
+        """(bridge, address, MAC) of the VM's DHCP lease on vmctl's runtime, if it has one."""
+        net = NetworkChoice.parse(record.spec.network)
+        if self.netns is None or net.kind != "network":
+            return None
+        bridge = self.hv.network_bridge(net.source)
+        address = self.hv.lease_address(net.source, record.mac)
+        return (bridge, address, record.mac) if bridge and address else None
+
+    def _release(self, bridge: str, address: str, mac: str) -> bool:
+        """Tell the network's DHCP server the address is free (dnsmasq's ``dhcp_release``),
+        so a deleted VM leaves no lease behind; it would otherwise hold the address for an hour."""
+        assert self.netns is not None
+        result = run(["ip", "netns", "exec", self.netns, "dhcp_release", bridge, address, mac, f"01:{mac}"],
+                     what=f"releasing the DHCP lease {address}", check=False, timeout=10)
+        return result.rc == 0
 
     def delete(self, name: str) -> builtins.list[str]:
         """:meth:`delete_unlocked` under the VM's lock, so it never races an ``up`` of the same name."""
