@@ -31,10 +31,17 @@ fix it), plus the fields a caller would act on (a name, a phase, an exit code)::
 
 :class:`HostKeyMismatch` is deliberately not an :class:`SSHError`: code that retries
 a flaky connection catches ``SSHError``, and a forged host key must never be retried.
+
+Secrets never reach a message: every message and hint goes through :func:`redact`,
+which masks Swarm join tokens (``SWMTKN-...``), the value after ``--token`` or
+``--password``, and ``password=...``-style settings, wherever a command or its
+output is quoted.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,16 +56,36 @@ __all__ = [
 ]
 
 
+MASK = "***"
+_SECRET_WORD = r"[\w.-]*(?:password|passwd|secret|token)"
+_SECRETS = (  # (pattern, replacement), applied in order
+    (re.compile(r"SWMTKN-[0-9A-Za-z-]+"), f"SWMTKN-{MASK}"),  # a Swarm join token, wherever it is
+    (re.compile(rf"(--{_SECRET_WORD}(?:=|\s+))('[^']*'|\"[^\"]*\"|\S+)", re.I), rf"\1{MASK}"),
+    (re.compile(rf"(\b{_SECRET_WORD}=)('[^']*'|\"[^\"]*\"|[^\s'\",;&]+)", re.I), rf"\1{MASK}"),
+    (re.compile(rf"(\"{_SECRET_WORD}\"\s*:\s*)\"(?:[^\"\\]|\\.)*\"", re.I), rf'\1"{MASK}"'),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with its secrets masked: Swarm join tokens, the value after ``--token``,
+    ``--password`` (and the like), and ``password=``/``token=`` settings, in JSON too."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 class VmctlError(Exception):
-    """Root of every vmctl error."""
+    """Root of every vmctl error. Its message and hint are redacted (:func:`redact`):
+    a command quoted in an error never shows a token or a password."""
 
     hint: str = ""
 
     def __init__(self, message: str, *, hint: str = "") -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         if hint:
-            self.hint = hint
+            self.hint = redact(hint)
 
     def __str__(self) -> str:
         return self.message
@@ -186,7 +213,9 @@ class CommandError(VmctlError):
         super().__init__(
             f"{what} failed (exit {result.rc}): {result.tail() or 'no output'}", hint=hint
         )
-        self.result = result
+        self.result = replace(  # the command and output it carries are as redacted as the message
+            result, command=redact(result.command), stdout=redact(result.stdout), stderr=redact(result.stderr)
+        )
 
 
 class SSHError(VmctlError):
@@ -284,6 +313,6 @@ class WaitTimeout(VmctlError):
             f"timed out after {seconds:.0f}s waiting for {phase}; last seen: {seen or 'nothing'}",
             hint=hint,
         )
-        self.phase = phase
+        self.phase = redact(phase)
         self.seconds = seconds
-        self.seen = seen
+        self.seen = redact(seen)

@@ -59,7 +59,7 @@ class Plan:
 class Outcome:
     kind: str  # vm or pool
     name: str
-    action: str  # created, unchanged, differs, destroyed, absent, failed
+    action: str  # created, resumed, unchanged, differs, destroyed, absent, failed
     detail: str = ""
 
     def to_dict(self) -> dict[str, str]:
@@ -157,9 +157,15 @@ def _apply_vm(spec: MachineSpec, uri: str | None, progress: Progress) -> Outcome
     with Host(uri) as host:
         try:
             if host.hv.exists(spec.name):
-                existing = host.get(spec.name).spec
-                diffs = existing.differences(MachineSpec(**{**asdict(spec), "user": spec.user or existing.user}))
-                return Outcome("vm", spec.name, "differs" if diffs else "unchanged", "; ".join(diffs))
+                existing = host.get(spec.name)
+                wanted = MachineSpec(**{**asdict(spec), "user": spec.user or existing.spec.user})
+                if diffs := existing.spec.differences(wanted):
+                    return Outcome("vm", spec.name, "differs", "; ".join(diffs))
+                if not (missing := existing.missing_phases):
+                    return Outcome("vm", spec.name, "unchanged")
+                progress.phase(f"vm {spec.name}: resuming an interrupted up")
+                host.up(wanted, progress=progress).close()
+                return Outcome("vm", spec.name, "resumed", f"{', '.join(missing)} done")
             progress.phase(f"vm {spec.name}: creating")
             machine = host.up(spec, progress=progress)
             machine.close()
@@ -184,15 +190,25 @@ def _apply_pool(spec: PoolSpec, uri: str | None, progress: Progress) -> Outcome:
 
 
 def teardown(plan: Plan, uri: str | None = None) -> list[Outcome]:
-    """Remove every VM and pool the plan declares."""
-    outcomes = []
+    """Remove every VM and pool the plan declares: each VM under its lock, each pool under
+    its pool lock (so neither races an ``up`` of it). One that fails is reported ``failed``
+    and the others are still removed."""
     with Host(uri) as host:
-        for spec in plan.vms:
-            removed = host.delete_unlocked(spec.name) if host.hv.exists(spec.name) else []
-            outcomes.append(Outcome("vm", spec.name, "destroyed" if removed else "absent"))
-        for pool in plan.pools:
-            nodes = members(host, pool.name)
-            for node in nodes:
-                node.down()
-            outcomes.append(Outcome("pool", pool.name, "destroyed" if nodes else "absent", f"{len(nodes)} nodes"))
-    return outcomes
+        outcomes = [_teardown_vm(host, spec.name) for spec in plan.vms]
+    return outcomes + [_teardown_pool(spec.name, uri) for spec in plan.pools]
+
+
+def _teardown_vm(host: Host, name: str) -> Outcome:
+    try:
+        removed = host.delete(name)  # takes the VM's lock: an `up` of it finishes first
+    except VmctlError as e:
+        return Outcome("vm", name, "failed", e.message)
+    return Outcome("vm", name, "destroyed" if removed else "absent")
+
+
+def _teardown_pool(name: str, uri: str | None) -> Outcome:
+    try:
+        nodes = Pool(uri, name).down(missing_ok=True)
+    except VmctlError as e:
+        return Outcome("pool", name, "failed", e.message)
+    return Outcome("pool", name, "destroyed" if nodes else "absent", f"{len(nodes)} nodes")

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from vmctl import plan as plan_module
 from vmctl.errors import ConfigError, PoolError, VmctlError
-from vmctl.plan import load
+from vmctl.model.spec import MachineSpec
+from vmctl.plan import Plan, load, teardown
+from vmctl.swarm import pool as pool_module
 from vmctl.swarm.pool import PoolSpec, _check, each, index_of
+
+from .test_swarm_pool import FakeHost, World
 
 
 def test_each_returns_a_result_or_the_exception_per_node() -> None:
@@ -69,3 +74,40 @@ def test_plan_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
         load(plan)
     assert message in e.value.message and (str(plan) in e.value.message or "SSH key" in e.value.message)
+
+
+def test_destroy_deletes_each_vm_under_its_lock_and_each_pool_under_the_pool_lock(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World()
+    world.pool = "db"
+    world.add("web")
+    world.add("db-1", pool="db")
+    world.add("db-2", pool="db")
+    world.add("other")
+    monkeypatch.setattr(plan_module, "Host", lambda uri=None: FakeHost(world))
+    monkeypatch.setattr(pool_module, "Host", lambda uri=None: FakeHost(world))
+    plan = Plan(isolated / "plan.yaml", (MachineSpec("web"), MachineSpec("gone")), (PoolSpec("db"), PoolSpec("cache")))
+    outcomes = [(o.kind, o.name, o.action, o.detail) for o in teardown(plan)]
+    assert outcomes == [("vm", "web", "destroyed", ""), ("vm", "gone", "absent", ""),
+                        ("pool", "db", "destroyed", "2 nodes"), ("pool", "cache", "absent", "0 nodes")]
+    assert "delete web" in world.events and not any("without its lock" in e for e in world.events)
+    pool_deletes = [held for e, held in zip(world.events, world.held_while, strict=True) if e.startswith("delete db-")]
+    assert len(pool_deletes) == 2 and all(pool_deletes)  # the pool's lock was held
+    assert list(world.vms) == ["other"]
+
+
+def test_destroy_reports_a_vm_it_could_not_delete_and_goes_on(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World()
+    world.add("b")
+
+    class Refusing(FakeHost):
+        def delete(self, name: str) -> list[str]:
+            if name == "a":
+                raise VmctlError("a is not a vmctl VM")
+            return super().delete(name)
+
+    monkeypatch.setattr(plan_module, "Host", lambda uri=None: Refusing(world))
+    outcomes = teardown(Plan(isolated / "plan.yaml", (MachineSpec("a"), MachineSpec("b")), ()))
+    assert [(o.name, o.action, o.detail) for o in outcomes] == [("a", "failed", "a is not a vmctl VM"),
+                                                               ("b", "destroyed", "")]

@@ -120,8 +120,9 @@ def env(ctx: click.Context, name: str) -> None:
     from ..machines import sshconfig
     from ..machines.host import Host
 
+    pool = _pool(ctx, name)  # the name is checked before anything is opened
     with Host(ctx.obj["connect"]) as host:
-        manager = _pool(ctx, name).manager(host)
+        manager = pool.manager(host)
         sshconfig.write_entry(manager)
         sshconfig.ensure_include()
         click.echo(f"export DOCKER_HOST=ssh://{sshconfig.alias(manager)}")

@@ -11,8 +11,10 @@ import base64
 import select
 import shlex
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +22,11 @@ import paramiko
 
 from .._core import netns
 from .._core.proc import CommandResult
-from ..errors import HostKeyMismatch, SSHError, WaitTimeout
+from ..errors import HostKeyMismatch, SSHError, WaitTimeout, redact
 from .keys import fingerprint
 
 KEEPALIVE = 10  # seconds idle before paramiko sends a keepalive@openssh.com request
+TRANSFER_STALL = 120  # seconds an SFTP transfer may go without progress before it is given up
 
 
 @dataclass(frozen=True)
@@ -120,41 +123,76 @@ class SSHConnection:
         return transport
 
     def run(self, command: str | Sequence[str], timeout: float = 600, stdin: bytes | None = None) -> CommandResult:
-        """Run ``command`` (a list is quoted with shlex) and return its exit code and output."""
+        """Run ``command`` (a list is quoted with shlex) and return its exit code and output.
+
+        ``timeout`` bounds the whole run, sending ``stdin`` included; pass a secret through
+        ``stdin``, never in ``command`` (a command line is seen by ``ps`` in the guest).
+        Errors quote the command redacted (:func:`~vmctl.errors.redact`)."""
         text = command if isinstance(command, str) else shlex.join(command)
+        shown = redact(text)
+        deadline = time.monotonic() + timeout
         try:
             chan = self._transport().open_session(timeout=min(timeout, 60))
         except (paramiko.SSHException, OSError, EOFError) as e:
             self.close()
             raise SSHError(f"{self.endpoint.machine}: cannot open an SSH session: {e}") from e
         try:
-            chan.exec_command(text)
+            _answered(chan, lambda: chan.exec_command(text), deadline, f"sshd to start {shown!r}")
             if stdin:
-                chan.sendall(stdin)
+                _send(chan, stdin, deadline, shown, timeout)
             chan.shutdown_write()
-            out, err = _collect(chan, time.monotonic() + timeout, text, timeout)
+            out, err = _collect(chan, deadline, shown, timeout)
             return CommandResult(text, chan.recv_exit_status(), out, err)
+        except WaitTimeout:
+            self.close()  # the channel may still be stuck in the guest: do not reuse the connection
+            raise
         except (paramiko.SSHException, OSError, EOFError) as e:
             self.close()
-            raise SSHError(f"{self.endpoint.machine}: SSH command {text!r} failed: {e}") from e
+            raise SSHError(f"{self.endpoint.machine}: SSH command {shown!r} failed: {e}") from e
         finally:
             chan.close()
 
-    def put(self, local: Path, remote: str) -> None:
+    def _sftp(self, stall: float) -> paramiko.SFTPClient:
+        """An SFTP session whose every read and write gives up after ``stall`` seconds."""
+        chan = self._transport().open_session(timeout=min(stall, 60))
         try:
-            with self.client.open_sftp() as sftp:
-                sftp.put(str(local), remote)
-        except (paramiko.SSHException, OSError, EOFError) as e:
-            raise SSHError(f"{self.endpoint.machine}: copying {local} to {remote} failed: {e}") from e
+            chan.settimeout(stall)
+            _answered(chan, lambda: chan.invoke_subsystem("sftp"), time.monotonic() + stall, "sshd to start SFTP")
+            return paramiko.SFTPClient(chan)
+        except BaseException:
+            chan.close()
+            raise
 
-    def get(self, remote: str, local: Path) -> None:
-        """Copy ``remote`` to ``local``; ``local`` is only replaced once the copy is whole."""
+    def _transfer(self, what: str, copy: Callable[[paramiko.SFTPClient], object], stall: float) -> None:
+        """Run ``copy`` on a new SFTP session: :class:`WaitTimeout` when it makes no progress
+        for ``stall`` seconds, :class:`SSHError` when it fails."""
+        machine = self.endpoint.machine
+        try:
+            with self._sftp(stall) as sftp:
+                copy(sftp)
+        except WaitTimeout:
+            self.close()
+            raise
+        except TimeoutError as e:  # socket.timeout: the channel's own timeout ran out
+            self.close()
+            raise WaitTimeout(f"{machine}: {what}", stall, "the transfer made no progress",
+                              hint=f"is the guest overloaded or out of disk? 'vmctl console {machine}'") from e
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self.close()
+            raise SSHError(f"{machine}: {what} failed: {e}") from e
+
+    def put(self, local: Path, remote: str, stall: float = TRANSFER_STALL) -> None:
+        """Copy ``local`` to ``remote``; a transfer stuck for ``stall`` seconds raises :class:`WaitTimeout`."""
+        self._transfer(f"copying {local} to {remote}", lambda sftp: sftp.put(str(local), remote), stall)
+
+    def get(self, remote: str, local: Path, stall: float = TRANSFER_STALL) -> None:
+        """Copy ``remote`` to ``local``; ``local`` is only replaced once the copy is whole.
+        A transfer stuck for ``stall`` seconds raises :class:`WaitTimeout`."""
         tmp = local.with_name(f".{local.name}.vmctl-part")
         try:
-            with self.client.open_sftp() as sftp:
-                sftp.get(remote, str(tmp))
+            self._transfer(f"copying {remote} to {local}", lambda sftp: sftp.get(remote, str(tmp)), stall)
             tmp.replace(local)
-        except (paramiko.SSHException, OSError, EOFError) as e:
+        except OSError as e:
             raise SSHError(f"{self.endpoint.machine}: copying {remote} to {local} failed: {e}") from e
         finally:
             tmp.unlink(missing_ok=True)
@@ -164,7 +202,51 @@ def _fp(key: paramiko.PKey) -> str:
     return fingerprint(f"{key.get_name()} {key.get_base64()}")
 
 
-def _collect(chan: paramiko.Channel, deadline: float, text: str, timeout: float) -> tuple[str, str]:
+def _answered(chan: paramiko.Channel, request: Callable[[], object], deadline: float, what: str) -> None:
+    """Make a channel request (exec, subsystem), which paramiko awaits without a bound:
+    the channel is closed at ``deadline`` if sshd has not answered, and that is a :class:`WaitTimeout`."""
+    seconds = max(deadline - time.monotonic(), 0.0)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()  # before the close wakes the request up
+        with suppress(paramiko.SSHException, OSError, EOFError):  # the connection may be gone by now
+            chan.close()
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        request()
+    except (paramiko.SSHException, OSError, EOFError) as e:
+        if expired.is_set():
+            raise WaitTimeout(what, seconds, "no answer from sshd") from e
+        raise
+    finally:
+        timer.cancel()
+
+
+def _send(chan: paramiko.Channel, data: bytes, deadline: float, shown: str, timeout: float) -> None:
+    """Send ``data`` to the command's stdin by ``deadline``; a command that stops reading
+    (its window stays full) raises :class:`WaitTimeout` instead of blocking forever."""
+    view = memoryview(data)
+    while view:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        chan.settimeout(left)
+        try:
+            sent = chan.send(bytes(view[:65536]))
+        except TimeoutError:
+            break
+        view = view[sent:]
+    chan.settimeout(None)
+    if view:
+        raise WaitTimeout(f"command {shown!r} to read its input", timeout,
+                          f"{len(data) - len(view)} of {len(data)} bytes sent")
+
+
+def _collect(chan: paramiko.Channel, deadline: float, shown: str, timeout: float) -> tuple[str, str]:
     out, err = bytearray(), bytearray()
     while True:
         while chan.recv_ready():
@@ -174,5 +256,5 @@ def _collect(chan: paramiko.Channel, deadline: float, text: str, timeout: float)
         if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
             return out.decode(errors="replace"), err.decode(errors="replace")
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"command {text!r}", timeout, err.decode(errors="replace")[-200:])
+            raise WaitTimeout(f"command {shown!r}", timeout, redact(err.decode(errors="replace"))[-200:])
         select.select([chan], [], [], 0.2)

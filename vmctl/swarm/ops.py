@@ -1,4 +1,9 @@
-"""Docker Swarm mode on vmctl machines: the commands, run over SSH as root."""
+"""Docker Swarm mode on vmctl machines: the commands, run over SSH as root.
+
+A join token is a secret: whoever holds it joins the swarm. It never goes on a
+command line (``ps`` in the guest and sudo's log would show it): :func:`join`
+sends it to the guest's Engine API in a request body, read from stdin.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,33 @@ from ..errors import SwarmError, WaitTimeout
 from ..machines.machine import Machine
 
 PORT = 2377
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+# ``python3 -c ENGINE_POST SOCKET PATH TIMEOUT`` POSTs the JSON on its stdin to the Engine
+# API at PATH: the standard library only (cloud-init needs python3, so every guest has it).
+ENGINE_POST = """\
+import http.client, json, socket, sys
+
+
+class Engine(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(sys.argv[1])
+
+
+engine = Engine("localhost", timeout=float(sys.argv[3]))
+engine.request("POST", sys.argv[2], body=sys.stdin.buffer.read(), headers={"Content-Type": "application/json"})
+reply = engine.getresponse()
+text = reply.read().decode(errors="replace")
+if reply.status >= 300:
+    try:
+        text = json.loads(text)["message"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    sys.exit(f"HTTP {reply.status}: {str(text).strip()}")
+sys.stdout.write(text)
+"""
 
 
 @dataclass(frozen=True)
@@ -57,13 +89,28 @@ def join_token(manager: Machine, role: str) -> str:
     return _docker(manager, ["swarm", "join-token", "-q", role])
 
 
+def engine_post(machine: Machine, path: str, body: dict[str, object], timeout: float = 120) -> str:
+    """POST ``body`` as JSON to the guest's Engine API at ``path``; the body goes through
+    stdin, so a secret in it is on no command line. Returns the reply's body."""
+    argv = ["sudo", "python3", "-c", ENGINE_POST, DOCKER_SOCKET, path, str(max(timeout - 10, 1))]
+    result = machine.run(argv, timeout=timeout, stdin=json.dumps(body).encode())
+    if result.rc != 0:
+        raise SwarmError(f"{machine.name}: Docker Engine API POST {path} failed: {result.tail(1) or 'no output'}")
+    return result.stdout
+
+
 def join(machine: Machine, address: str, token: str, manager_address: str) -> str:
-    """Join ``machine`` to the swarm (unless it already is in one); returns its node ID."""
+    """Join ``machine`` to the swarm (unless it already is in one); returns its node ID.
+
+    ``docker swarm join --token`` would put the token in the guest's process list: the
+    Engine API's ``POST /swarm/join`` takes it in the request body instead."""
     local, node_id, _ = state(machine)
     if local == "active":
         return node_id
-    _docker(machine, ["swarm", "join", "--token", token, "--advertise-addr", address,
-                      f"{manager_address}:{PORT}"], timeout=300)
+    engine_post(machine, "/swarm/join", {
+        "ListenAddr": f"0.0.0.0:{PORT}", "AdvertiseAddr": address,
+        "RemoteAddrs": [f"{manager_address}:{PORT}"], "JoinToken": token,
+    }, timeout=300)
     return state(machine)[1]
 
 

@@ -4,17 +4,25 @@ Operations on several nodes return a result per node, and raise one
 :class:`PoolError` carrying them all when any failed (fabric's GroupResult /
 GroupException shape): the nodes that worked stay usable, and re-running
 converges, since every step checks before it acts.
+
+``up``, ``scale`` and ``down`` of one pool hold its lock (``NAME.pool.lock`` in the
+machines directory), so two of them never race (two ``swarm init``, a node deleted
+while it joins). A VM named like a node but not made for the pool is never adopted.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TypeVar
 
+from .._core.locks import file_lock
+from .._core.paths import machines_dir
 from .._core.progress import NoProgress, Progress
 from ..engine.install import install
 from ..errors import ConfigError, NoAddress, PoolError, VmctlError
@@ -72,8 +80,15 @@ def index_of(name: str, pool: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+def lock_path(pool: str) -> Path:
+    """The pool's lock file; a VM's files are ``VMNAME.SUFFIX`` and a VM name has no dot,
+    so no VM's file is ever this one."""
+    return machines_dir() / f"{check_name(pool, 'pool name')}.pool.lock"
+
+
 def members(host: Host, pool: str) -> list[Machine]:
-    """The pool's VMs, by node index."""
+    """The pool's VMs (those whose record says they belong to ``pool``), by node index."""
+    check_name(pool, "pool name")
     found = [m for m in host.list() if m.spec.pool == pool]
     return sorted(found, key=lambda m: index_of(m.name, pool))
 
@@ -108,10 +123,33 @@ class Pool:
         with self._lock:
             self.progress.phase(text)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the pool's lock: one ``up``, ``scale`` or ``down`` of it at a time, on this host."""
+        with file_lock(lock_path(self.name), what=f"pool {self.name}", progress=self.progress):
+            yield
+
+    def _node(self, host: Host, name: str) -> Machine:
+        """The existing VM ``name``, refused unless it was made as a node of this pool."""
+        machine = host.get(name)
+        if machine.spec.pool != self.name:
+            raise ConfigError(
+                f"VM {name} exists but is not a node of pool {self.name}",
+                hint=f"remove it ('vmctl down {name}') or choose another pool name; a pool never adopts a VM",
+            )
+        return machine
+
+    def _refuse_strangers(self, wanted: list[MachineSpec]) -> None:
+        """Before anything is touched: every existing VM named like a wanted node is a node of the pool."""
+        with Host(self.uri) as host:
+            for spec in wanted:
+                if host.hv.exists(spec.name):
+                    self._node(host, spec.name)
+
     def _provision(self, spec: MachineSpec) -> str:
         with Host(self.uri) as host:
             if host.hv.exists(spec.name):  # an existing node keeps the spec it was made with
-                machine = host.get(spec.name)
+                machine = self._node(host, spec.name)
                 if machine.state != "running":
                     self._phase(f"{spec.name}: starting")
                     machine.start()
@@ -124,20 +162,34 @@ class Pool:
             return machine.name
 
     def up(self, spec: PoolSpec) -> PoolStatus:
-        """Create what is missing (VMs, Docker, swarm membership, labels) up to ``spec.size``."""
+        """Create what is missing (VMs, Docker, swarm membership, labels) up to ``spec.size``.
+
+        A VM that exists under a node's name but is not a node of this pool is refused
+        (:class:`ConfigError`) before any VM is created, started or changed."""
+        if spec.name != self.name:
+            raise ConfigError(f"pool {self.name}: the spec is for pool {spec.name}")
+        with self.locked():
+            return self._up(spec)
+
+    def _up(self, spec: PoolSpec) -> PoolStatus:
         spec = replace(spec, image=docker_image(spec.image))
+        wanted = [spec.node(i) for i in range(1, spec.size + 1)]
+        self._refuse_strangers(wanted)
         with Host(self.uri) as host:
             existing = {m.name for m in members(host, self.name)}
-        wanted = [spec.node(i) for i in range(1, spec.size + 1)]
         results = each(wanted, self._provision, key=lambda s: s.name)
         _check(self.name, "creating nodes", results)
-        self.join(spec.managers)
+        self._join(spec.managers)
         created = sorted(set(results) - existing)
         self._phase(f"ready ({len(created)} node(s) created)")
         return self.status()
 
     def join(self, managers: int) -> None:
         """Initialise the swarm on node 1 and join every other node, as manager or worker."""
+        with self.locked():
+            self._join(managers)
+
+    def _join(self, managers: int) -> None:
         with Host(self.uri) as host:
             nodes = members(host, self.name)
             if not nodes:
@@ -207,6 +259,10 @@ class Pool:
     def scale(self, size: int, managers: int | None = None) -> PoolStatus:
         """Grow (create and join) or shrink (drain, leave, delete) to ``size`` nodes."""
         check_range(size, 1, 32, "pool size")
+        with self.locked():
+            return self._scale(size, managers)
+
+    def _scale(self, size: int, managers: int | None) -> PoolStatus:
         with Host(self.uri) as host:
             nodes = members(host, self.name)
             if not nodes:
@@ -220,7 +276,7 @@ class Pool:
                 spec = PoolSpec(
                     self.name, size, min(managers, size), template.image, template.cpus, template.memory_mib
                 )
-                return self.up(spec)
+                return self._up(spec)
             roles = {n.hostname: n.role for n in current}
             victims = [n for n in reversed(nodes) if roles.get(n.name) != "manager"][: len(nodes) - size]
             if len(victims) < len(nodes) - size:
@@ -245,14 +301,18 @@ class Pool:
             _check(self.name, "removing nodes", results)
         return self.status()
 
-    def down(self) -> list[str]:
-        """Destroy every VM of the pool."""
-        with Host(self.uri) as host:
-            nodes = members(host, self.name)
-            if not nodes:
-                raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
-            results = each(nodes, lambda m: m.down(), key=lambda m: m.name)
-        _check(self.name, "deleting nodes", results)
+    def down(self, missing_ok: bool = False) -> list[str]:
+        """Destroy every VM of the pool; returns their names. A pool with no VMs is a
+        :class:`ConfigError`, or nothing to do with ``missing_ok``. The pool's lock file goes
+        with its last VM (a waiter then locks a new one: see :func:`file_lock`)."""
+        with self.locked():
+            with Host(self.uri) as host:
+                nodes = members(host, self.name)
+                if not nodes and not missing_ok:
+                    raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
+                results = each(nodes, lambda m: m.down(), key=lambda m: m.name)
+            _check(self.name, "deleting nodes", results)
+            lock_path(self.name).unlink(missing_ok=True)
         return sorted(results)
 
 
