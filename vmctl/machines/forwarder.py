@@ -9,9 +9,11 @@ One forwarder process per VM (``python -m vmctl.machines.forwarding``) holds:
   its containers publish, each listening on the host and relayed into the VM.
 
 It outlives the command that started it. This module starts it, stops it by its
-PID (checked to be a forwarder for that VM first), and reads the status file it
-keeps (``NAME.forward.json``): ``ls``/``inspect`` show it, so a forwarder that
-cannot do its job says why instead of failing silently.
+PID, and reads the status file it keeps (``NAME.forward.json``): ``ls``/``inspect``
+show it, so a forwarder that cannot do its job says why instead of failing silently.
+The PID file (``NAME.forward.pid``) holds the PID, then the process's identity
+taken at start (:class:`~vmctl._core.proc.ProcessIdentity`): the PID counts as
+the forwarder only while it is still that very process.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from typing import Any
 
 from .._core.locks import file_lock, replacing
 from .._core.poll import Look, wait_for
-from .._core.proc import cmdline, is_zombie, terminate
+from .._core.proc import (
+    ProcessIdentity,
+    cmdline,
+    describe,
+    pid_file_text,
+    read_pid,
+    recorded_identity,
+    terminate,
+    written_by,
+)
 from ..errors import HypervisorError
 
 MODULE = "vmctl.machines.forwarding"
@@ -48,14 +59,24 @@ def socket_path(directory: Path, name: str) -> Path:
 def running_pid(directory: Path, name: str) -> int | None:
     """The forwarder's PID if that process is alive and is the forwarder of ``name``
     (a PID file can outlive its process, and the PID be reused)."""
-    try:
-        pid = int(paths(directory, name)["pid"].read_text())
-    except (OSError, ValueError):
+    process = _process(directory, name)
+    return process.pid if process else None
+
+
+def _process(directory: Path, name: str) -> ProcessIdentity | None:
+    """The forwarder of ``name``, if it runs: the process its PID file records, still that
+    very process. A PID file with no identity (an older vmctl's) names the forwarder when
+    that process runs the forwarder module for ``name`` and had started when the file was written."""
+    pid_file = paths(directory, name)["pid"]
+    if (pid := read_pid(pid_file)) is None:
+        return None
+    if (recorded := recorded_identity(pid_file)) is not None:
+        return recorded if recorded.pid == pid and recorded.matches() else None
+    process = ProcessIdentity.of(pid)
+    if process is None or not written_by(pid_file, process):
         return None
     argv = cmdline(pid)
-    if MODULE in argv and name in argv and not is_zombie(pid):
-        return pid
-    return None
+    return process if MODULE in argv and name in argv else None
 
 
 def status(directory: Path, name: str) -> dict[str, Any]:
@@ -88,8 +109,10 @@ def start(directory: Path, name: str, uri: str) -> int:
                 [sys.executable, "-P", "-m", MODULE, "--connect", uri, name], stdin=subprocess.DEVNULL,
                 stdout=log, stderr=log, cwd="/", start_new_session=True, close_fds=True,
             )
+        # Popen returned after the exec: this is the forwarder's own executable and start time
+        identity = ProcessIdentity.of(proc.pid)
         with replacing(files["pid"], 0o600) as f:
-            f.write(str(proc.pid).encode())
+            f.write((pid_file_text(identity) if identity else f"{proc.pid}\n").encode())
         return proc.pid
 
 
@@ -132,15 +155,21 @@ def _log_tail(directory: Path, name: str) -> str:
 
 def stop(directory: Path, name: str, grace: float = 10) -> bool:
     """Stop the forwarder of ``name`` by its PID; True if one was running. Its files go too
-    (the log stays, for ``down`` to remove with the VM)."""
-    pid = running_pid(directory, name)
-    if pid is not None:
-        terminate(pid, grace, group=True)  # on SIGKILL its whole session: the forwarder and its ssh
-        _exited(pid)
+    (the log stays, for ``down`` to remove with the VM). One that outlives SIGKILL (stuck
+    in the kernel) is a :class:`HypervisorError`, and its PID file stays for the next stop."""
+    process = _process(directory, name)
+    if process is not None:
+        # on SIGKILL its whole session: the forwarder and its ssh
+        if not terminate(process, grace, group=True):
+            raise HypervisorError(
+                f"the forwarder of {name} is still running after SIGKILL: {describe(process)}",
+                hint="state D is a process stuck in the kernel; stop it again once it is gone",
+            )
+        _exited(process.pid)
     files = paths(directory, name)
     for kind in ("pid", "json", "sock"):
         files[kind].unlink(missing_ok=True)
-    return pid is not None
+    return process is not None
 
 
 def stop_all(directory: Path, uri: str) -> list[str]:
