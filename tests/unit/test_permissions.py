@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import shutil
 import stat
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from vmctl._core.paths import closed_ancestor, private_dir, private_machines_dir, qemu_gid
+from vmctl._core.paths import RuntimePaths, closed_ancestor, private_dir, private_machines_dir, qemu_gid
 from vmctl._core.render import render
 from vmctl.errors import ConfigError
 from vmctl.hypervisor.disks import create_overlay
+from vmctl.hypervisor.runtime import KVM_DEVICE, Runtime
 
 
 def mode(path: Path) -> int:
@@ -80,3 +82,18 @@ def test_guests_run_as_the_unprivileged_qemu_user() -> None:
     conf = render("runtime/qemu.conf.j2", sock_dir="/s", log_dir="/l", qemu_user="libvirt-qemu")
     assert 'user = "libvirt-qemu"' in conf and 'group = "libvirt-qemu"' in conf
     assert "dynamic_ownership = 1" in conf
+
+
+def test_the_runtime_gives_the_qemu_user_the_kvm_node_udev_would(tmp_path: Path) -> None:
+    """Without udev /dev/kvm is 0600 root:root; libvirt then re-probes QEMU on every lookup."""
+    runtime = Runtime(RuntimePaths(tmp_path), netns="unused")
+    device = os.stat(KVM_DEVICE)
+    kvm = grp.getgrnam("kvm").gr_gid
+    node = runtime._kvm_node()
+    if device.st_gid == kvm and device.st_mode & 0o060 == 0o060:
+        assert node is None  # udev's node already serves
+        return
+    assert node is not None and node.is_char_device() and node.stat().st_rdev == device.st_rdev
+    assert mode(node) == 0o660 and node.stat().st_gid == kvm
+    assert f"mount --bind {node} {KVM_DEVICE}" in runtime._start_script()
+    assert stat.S_IMODE(os.stat(KVM_DEVICE).st_mode) == stat.S_IMODE(device.st_mode)  # the host's is untouched

@@ -23,9 +23,11 @@ must be that very process.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import shlex
+import stat
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,7 +39,8 @@ from .._core.proc import ProcessIdentity, describe, pid_file_owner, read_pid, ru
 from .._core.render import render
 from ..errors import RuntimeStateError, WaitTimeout
 
-DAEMONS = ("virtlogd", "libvirtd")  # in the order they start: libvirtd hands QEMU's output to virtlogd
+DAEMONS = ("virtlogd", "libvirtd")
+KVM_DEVICE = "/dev/kvm"  # in the order they start: libvirtd hands QEMU's output to virtlogd
 CHILDREN = {"qemu": ("qemu-system", "qemu-kvm"), "network": ("dnsmasq",)}  # executables' names, by kind
 CONFIG_FILES = ("libvirtd.conf", "qemu.conf", "virtlogd.conf")
 DEFAULT_NETNS = "vmctl"
@@ -230,10 +233,36 @@ class Runtime:
         for src, dst in self.paths.bind_mounts():
             lines.append(f"mkdir -p {shlex.quote(str(dst))}")
             lines.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(str(dst))}")
+        if kvm := self._kvm_node():
+            lines.append(f"mount --bind {shlex.quote(str(kvm))} {KVM_DEVICE}")
         for daemon in daemons:
             pid_file = shlex.quote(str(self.paths.pid_file(daemon)))
             lines.append(f"{daemon} --daemon --pid-file {pid_file}")
         return "\n".join(lines)
+
+    def _kvm_node(self) -> Path | None:
+        """A /dev/kvm the guests' QEMU user may open, for the daemons' namespace only.
+
+        Without udev (no systemd here) /dev/kvm stays 0600 root:root, where udev
+        would make it 0660 root:kvm. libvirt then disagrees with itself (its probe
+        may open /dev/kvm, its cache check as libvirt-qemu may not), re-probes QEMU
+        on every lookup and takes a minute to define a domain. A node of our own,
+        0660 root:kvm, bound over /dev/kvm inside the namespace, is what udev gives;
+        the host's /dev is left as it is. None when no change is needed or possible."""
+        try:
+            device = os.stat(KVM_DEVICE)
+            kvm_gid = grp.getgrnam("kvm").gr_gid
+        except (OSError, KeyError):
+            return None
+        if device.st_gid == kvm_gid and device.st_mode & 0o060 == 0o060:
+            return None
+        node = self.paths.root / "kvm"
+        if not node.is_char_device() or node.stat().st_rdev != device.st_rdev:
+            node.unlink(missing_ok=True)
+            os.mknod(node, stat.S_IFCHR | 0o660, device.st_rdev)
+        os.chown(node, 0, kvm_gid)
+        os.chmod(node, 0o660)
+        return node
 
     def _start_daemons(self, daemons: Sequence[str] = DAEMONS) -> None:
         # A stale PID file stays: a daemon still running under it (one we failed to
