@@ -100,13 +100,82 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.environ["HOME"] = saved or "/root"
 
 
+def killed_at(argv: list[str], label: str, delay: float) -> str:
+    """Run ``vmctl ARGV`` and SIGKILL it ``delay`` seconds after its progress shows
+    ``label``; what it printed. Fails the test if it ended before reaching ``label``."""
+    proc = subprocess.Popen([*VMCTL, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    printed = []
+    for line in proc.stderr:
+        printed.append(line)
+        if label in line:
+            time.sleep(delay)
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    printed.extend(proc.stderr.readlines())
+    assert proc.returncode == -9, f"vmctl {' '.join(argv)} ended before '{label}':\n{''.join(printed)}"
+    return "".join(printed)
+
+
+def listed(name: str) -> dict[str, Any] | None:
+    """``vmctl ls --json``'s row for ``name``, or None."""
+    return next((row for row in vmctl_json("ls") if row["name"] == name), None)
+
+
+def traces(name: str, mac: str = "") -> list[str]:
+    """What of VM ``name`` is left on the host: its domain, files, QEMU process,
+    DHCP lease (by ``mac``), mounts. Empty once it is really gone."""
+    left = [f"domain {name}"] if listed(name) else []
+    left += [f"file {p.name}" for p in (Path(os.environ["VMCTL_STATE_DIR"]) / "machines").glob(f"{name}.*")]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f"guest={name},".encode() in cmdline.read_bytes():
+                left.append(f"QEMU process {cmdline.parent.name}")
+        except OSError:
+            pass
+    if mac:
+        leases = subprocess.run(["virsh", "-c", os.environ.get("VMCTL_CONNECT") or _runtime_uri(), "net-dhcp-leases",
+                                 "vmctl"], capture_output=True, text=True).stdout
+        left += [f"lease {line.split()[4]}" for line in leases.splitlines() if mac in line]
+    left += [f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines()
+             if f"/{name}." in line or f"/{name}/" in line]
+    return left
+
+
+def _runtime_uri() -> str:
+    return f"qemu:///system?socket={os.environ['VMCTL_STATE_DIR']}/runtime/sock/libvirt-sock"
+
+
+# Where the Docker host's up is killed (SIGKILL), in order, and how long after the phase began.
+DOCK_KILLS = [
+    ("defining", 0.0),  # while the overlay and seed are made, before or after the domain exists
+    ("waiting for an address", 3.0),  # QEMU booting
+    ("waiting for SSH", 1.0),
+    ("waiting for cloud-init", 3.0),
+    ("installing Docker", 25.0),  # while packages are pushed or installed
+]
+
+
 @pytest.fixture(scope="session")
 def dockerhost(runtime: dict[str, Any], home: Path) -> Iterator[dict[str, Any]]:
-    """A VM with Docker installed fresh (offline method), shared by the Docker tests."""
+    """A VM with Docker installed fresh (offline method), shared by the Docker tests.
+
+    It is made the hard way: its ``up`` is SIGKILLed once in each phase of
+    DOCK_KILLS and run again; what ``ls`` said after each kill is kept under
+    ``interrupted`` for tests/e2e/test_faults.py, and the last ``up`` finishes it."""
+    argv = ["up", DOCK, "--image", IMAGE, "--docker"]
     try:
-        yield vmctl_json("up", DOCK, "--image", IMAGE, "--docker")
+        seen = []
+        for label, delay in DOCK_KILLS:
+            printed = killed_at(argv, label, delay)
+            seen.append({"killed_in": label, "printed": printed, "listed": listed(DOCK)})
+        done = vmctl(*argv)
+        final = vmctl_json("inspect", DOCK)
+        yield {**final, "timings": final["timings"], "interrupted": seen, "resumed": done.stderr}
     finally:
         vmctl("down", DOCK, check=False)
+        assert traces(DOCK) == []
 
 
 @pytest.fixture(scope="session")

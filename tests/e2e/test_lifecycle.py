@@ -5,10 +5,15 @@ The two VMs are shared by every test in this module to keep the suite short."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
+import signal
 import socket
+import stat
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,37 +25,58 @@ import vmctl
 from vmctl.guest.keys import generate
 from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import IMAGE, VMCTL, run_readme_python, until
+from .conftest import IMAGE, VMCTL, listed, run_readme_python, traces, until
 from .conftest import vmctl as run_vmctl
 
-DISK, KERNEL = "e2e-disk", "e2e-kernel"
+DISK, KERNEL, RACE = "e2e-disk", "e2e-kernel", "e2e-race"
+TWIN, RACE_DOWN = "second up of e2e-kernel", "down of e2e-race"  # (keys of the machines fixture)
 
 
 def _state_dir() -> Path:
     return Path(os.environ["VMCTL_STATE_DIR"])
 
 
+def _popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*VMCTL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.fixture(scope="module")
 def machines(runtime: dict[str, Any]) -> Iterator[dict[str, dict[str, Any]]]:
-    """Two VMs created by two vmctl processes running at the same time."""
+    """VMs made by vmctl processes running at the same time: three ups of different
+    names, a second up of one of them, and a down racing the third one's up."""
     procs = {
-        DISK: subprocess.Popen(
-            [*VMCTL, "up", DISK, "--image", IMAGE, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        ),
-        KERNEL: subprocess.Popen(
-            [*VMCTL, "up", KERNEL, "--image", IMAGE, "--boot", "kernel", "--cpus", "1", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        ),
+        DISK: _popen("up", DISK, "--image", IMAGE, "--json"),
+        KERNEL: _popen("up", KERNEL, "--image", IMAGE, "--boot", "kernel", "--cpus", "1", "--json"),
+        RACE: _popen("up", RACE, "--image", IMAGE, "--profile", "fast", "--cpus", "1", "--memory", "512"),
     }
     try:
+        assert procs[RACE].stderr is not None
+        race_printed = [procs[RACE].stderr.readline()]  # its first phase: it holds the VM's lock by now
+        procs[TWIN] = _popen("up", KERNEL, "--image", IMAGE, "--boot", "kernel", "--cpus", "1", "--json")
+        procs[RACE_DOWN] = _popen("down", RACE)
         out = {name: p.communicate(timeout=1800) for name, p in procs.items()}
         for name, p in procs.items():
-            assert p.returncode == 0, f"vmctl up {name}: {out[name][1]}"
-        yield {name: json.loads(o) for name, (o, _) in out.items()}
+            assert p.returncode == 0, f"vmctl ({name}): {out[name][1]}"
+        yield {
+            **{name: json.loads(out[name][0]) for name in (DISK, KERNEL, TWIN)},
+            RACE: {"up": "".join(race_printed) + out[RACE][1] + out[RACE][0],
+                   "down": out[RACE_DOWN][0] + out[RACE_DOWN][1]},
+        }
     finally:
         run_vmctl("down", DISK, KERNEL, check=False)
+        run_vmctl("down", RACE, check=False)
+
+
+def test_two_ups_of_one_name_at_once_make_one_vm(machines: dict[str, Any]) -> None:
+    assert machines[TWIN]["host_key"] == machines[KERNEL]["host_key"]
+    assert machines[TWIN]["mac"] == machines[KERNEL]["mac"] and machines[TWIN]["complete"] is True
+
+
+def test_a_down_racing_an_up_waits_for_it_then_removes_everything(machines: dict[str, Any]) -> None:
+    race = machines[RACE]
+    assert f"{RACE} is up" in race["up"], race
+    assert f"waiting for VM {RACE} (held by PID" in race["down"] and f"removed {RACE}" in race["down"], race
+    assert traces(RACE) == []
 
 
 def test_up_reports_the_vm_and_its_phase_timings(machines: dict[str, dict[str, Any]]) -> None:
@@ -124,11 +150,26 @@ def test_cp_both_ways(machines: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_ls_and_inspect(machines: dict[str, Any]) -> None:
-    listed = {m["name"]: m for m in json.loads(run_vmctl("ls", "--json").stdout)}
-    assert listed[DISK]["state"] == "running" and listed[DISK]["ip"] == machines[DISK]["ip"]
+    rows = {m["name"]: m for m in json.loads(run_vmctl("ls", "--json").stdout)}
+    assert rows[DISK]["state"] == "running" and rows[DISK]["ip"] == machines[DISK]["ip"]
+    assert rows[DISK]["complete"] is True and rows[DISK]["missing_phases"] == []
     info = json.loads(run_vmctl("inspect", KERNEL, "--json").stdout)
     assert info["host_key_fingerprint"].startswith("SHA256:") and info["spec"]["cpus"] == 1
     assert info["netns"] == os.environ["VMCTL_NETNS"]
+
+
+def test_a_guest_is_private_to_root_and_its_unprivileged_qemu(machines: dict[str, Any]) -> None:
+    """No other local user can read a guest's disk, seed or console; QEMU is not root."""
+    qemu_user = pwd.getpwnam("libvirt-qemu")
+    assert os.stat(f"/proc/{_qemu_pid(DISK)}").st_uid == qemu_user.pw_uid
+    machines_dir = _state_dir() / "machines"
+    for directory in (_state_dir(), machines_dir):
+        st = directory.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o710 and grp.getgrgid(st.st_gid).gr_name == "libvirt-qemu", directory
+    for suffix in ("qcow2", "seed.iso", "serial.log"):
+        path = machines_dir / f"{DISK}.{suffix}"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert (machines_dir / f"{DISK}.qcow2").stat().st_uid == qemu_user.pw_uid  # handed over while it runs
 
 
 def test_console_shows_the_boot(machines: dict[str, Any]) -> None:
@@ -154,11 +195,45 @@ def test_stop_and_start(machines: dict[str, Any]) -> None:
     assert run_vmctl("ssh", KERNEL, "--", "hostname").stdout.strip() == KERNEL
 
 
-def test_down_leaves_nothing(machines: dict[str, Any]) -> None:
-    run_vmctl("down", KERNEL)
-    with vmctl.connect() as host:
-        assert KERNEL not in list(host.hv.domains())
-    assert not list((_state_dir() / "machines").glob(f"{KERNEL}.*"))
+def test_qemu_killed_under_a_running_vm_shows_it_stopped_and_start_recovers(machines: dict[str, Any]) -> None:
+    qemu = _qemu_pid(KERNEL)
+    os.kill(qemu, signal.SIGKILL)
+    assert until(lambda: (listed(KERNEL) or {}).get("state") == "shutoff"), listed(KERNEL)
+    run_vmctl("start", KERNEL)
+    assert run_vmctl("ssh", KERNEL, "--", "hostname").stdout.strip() == KERNEL
+
+
+@pytest.mark.parametrize("daemon", ["virtlogd", "libvirtd"])
+def test_a_daemon_killed_under_running_guests_is_restarted_alone(machines: dict[str, Any], daemon: str) -> None:
+    before = json.loads(run_vmctl("hypervisor", "status", "--json").stdout)
+    qemu = _qemu_pid(DISK)
+    os.kill(before["pids"][daemon], signal.SIGKILL)
+    assert until(lambda: not json.loads(run_vmctl("hypervisor", "status", "--json").stdout)["running"])
+    after = json.loads(run_vmctl("hypervisor", "start", "--json").stdout)
+    assert after["running"] and after["started"] == [daemon], after
+    assert _qemu_pid(DISK) == qemu  # the guest kept running, untouched
+    assert listed(DISK)["state"] == "running"  # libvirtd knows it (again)
+    assert run_vmctl("ssh", DISK, "--", "hostname").stdout.strip() == DISK
+
+
+def _qemu_pid(name: str) -> int:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f"guest={name},".encode() in cmdline.read_bytes():
+                return int(cmdline.parent.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no QEMU process for {name}")
+
+
+def test_down_killed_midway_then_down_again_leaves_nothing(machines: dict[str, Any]) -> None:
+    mac = machines[KERNEL]["mac"]
+    first = _popen("down", KERNEL)  # it prints nothing until it is done: kill it a moment in
+    time.sleep(0.4)
+    first.kill()
+    first.communicate()
+    run_vmctl("down", KERNEL, check=False)  # converges whatever the first one finished (or did it all)
+    assert traces(KERNEL, mac) == []
     assert run_vmctl("down", KERNEL, check=False).returncode == 1  # already gone: a clear error
 
 
@@ -213,3 +288,4 @@ def test_the_readme_python_api_example_runs_as_written(
     with vmctl.connect() as host:
         assert DISK not in list(host.hv.domains())
     assert not [p for p in (_state_dir() / "machines").glob(f"{DISK}.*") if p.suffix != ".lock"]
+

@@ -171,7 +171,8 @@ def test_lazy_help_is_what_click_prints_with_every_command_loaded() -> None:
 
 def test_a_mistyped_command_still_gets_a_suggestion() -> None:
     result = CliRunner().invoke(main, ["imag"], prog_name="vmctl")
-    assert result.exit_code == 2 and "No such command 'imag'" in result.output
+    assert result.exit_code == 1 and "error: No such command 'imag'" in result.output
+    assert "hint: 'vmctl --help'" in result.output
     if hasattr(click.exceptions, "NoSuchCommand"):  # click >= 8.4 suggests close names
         assert "image" in result.output.split("No such command 'imag'", 1)[1]
 

@@ -58,11 +58,15 @@ COMMANDS: dict[str, LazyCommand] = {
 
 class VmctlGroup(LazyGroup):
     """The root group: lazy subcommands, and every :class:`~vmctl.errors.VmctlError` as
-    ``error: ...`` plus ``hint: ...`` and exit 1 (see :func:`output.exit_on_error`)."""
+    ``error: ...`` plus ``hint: ...`` and exit 1 (see :func:`output.exit_on_error`);
+    a usage error (unknown command, missing argument, bad option value) the same way."""
 
     def invoke(self, ctx: click.Context) -> Any:
         with output.exit_on_error():
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except click.UsageError as e:
+                output.usage_error(e)
 
 
 @click.group(cls=VmctlGroup, context_settings=CONTEXT, lazy=COMMANDS, package=__name__)

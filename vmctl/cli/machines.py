@@ -383,9 +383,13 @@ def down(ctx: click.Context, names: tuple[str, ...]) -> None:
     Example:
       vmctl down web db
     """
-    with _host(ctx) as host:
+    from ..model.spec import check_name
+
+    for name in names:  # every name checked before any VM is touched
+        check_name(name, "VM name")
+    with _host(ctx) as host, output.progress(False) as progress:
         for name in names:
-            if not host.delete(name):
+            if not host.delete(name, progress):
                 raise ConfigError(f"no VM named {name!r} on {host.uri}", hint="'vmctl ls' lists the VMs")
             click.echo(f"removed {name}")
 

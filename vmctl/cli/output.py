@@ -70,6 +70,14 @@ def fail(*errors: VmctlError) -> NoReturn:
     sys.exit(1)
 
 
+def usage_error(error: click.UsageError) -> NoReturn:
+    """A command line click could not parse: one line saying why, where to look, exit 1."""
+    command = error.ctx.command_path if error.ctx else "vmctl"
+    click.echo(f"error: {' '.join(error.format_message().split())}", err=True)
+    click.echo(f"hint: '{command} --help' shows the arguments, options and examples", err=True)
+    sys.exit(1)
+
+
 @contextmanager
 def exit_on_error() -> Iterator[None]:
     """Turn a :class:`VmctlError` into its message plus hint and exit 1, Ctrl-C into exit 130.

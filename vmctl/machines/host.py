@@ -136,9 +136,10 @@ class Host:
                      what=f"releasing the DHCP lease {address}", check=False, timeout=10)
         return result.rc == 0
 
-    def delete(self, name: str) -> builtins.list[str]:
-        """:meth:`delete_unlocked` under the VM's lock, so it never races an ``up`` of the same name."""
-        with file_lock(self.file(name, "lock")):
+    def delete(self, name: str, progress: Progress = NoProgress()) -> builtins.list[str]:
+        """:meth:`delete_unlocked` under the VM's lock, so it never races an ``up`` of the same
+        name: one in progress finishes first (``progress`` says it is waited for)."""
+        with file_lock(self.file(name, "lock"), what=f"VM {name}", progress=progress):
             removed = self.delete_unlocked(name)
         return [r for r in removed if not r.endswith(".lock")]  # the lock was made just now
 

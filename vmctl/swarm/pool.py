@@ -266,7 +266,8 @@ class Pool:
         with Host(self.uri) as host:
             nodes = members(host, self.name)
             if not nodes:
-                raise ConfigError(f"no pool named {self.name!r}")
+                lock_path(self.name).unlink(missing_ok=True)  # no pool: leave no lock file of it either
+                raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
             template = nodes[0].spec
             manager = self.manager(host)
             current = swarm.nodes(manager)
@@ -309,6 +310,7 @@ class Pool:
             with Host(self.uri) as host:
                 nodes = members(host, self.name)
                 if not nodes and not missing_ok:
+                    lock_path(self.name).unlink(missing_ok=True)
                     raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
                 results = each(nodes, lambda m: m.down(), key=lambda m: m.name)
             _check(self.name, "deleting nodes", results)

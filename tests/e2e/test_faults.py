@@ -1,0 +1,43 @@
+"""Fault injection: vmctl killed (SIGKILL) in the middle of its work, and the
+same command again converging. The Docker host shared by the Docker tests is
+itself made this way (conftest.DOCK_KILLS); here is what each kill left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import DOCK, DOCK_KILLS
+
+# What a VM still lacks after up was killed in each phase (define may be done or not: see below).
+MISSING_AFTER = {
+    "waiting for an address": {"ip", "ssh", "cloud_init", "docker"},
+    "waiting for SSH": {"ssh", "cloud_init", "docker"},
+    "waiting for cloud-init": {"cloud_init", "docker"},
+    "installing Docker": {"docker"},
+}
+
+
+def test_each_kill_leaves_a_vm_that_says_what_it_lacks(dockerhost: dict[str, Any]) -> None:
+    seen = dockerhost["interrupted"]
+    assert [s["killed_in"] for s in seen] == [label for label, _ in DOCK_KILLS]
+    first = seen[0]["listed"]  # killed while defining: no domain yet, or one with nothing but define done
+    assert first is None or (first["complete"] is False and "start" in first["missing_phases"]), first
+    for step in seen[1:]:
+        row = step["listed"]
+        assert row is not None and row["complete"] is False, step
+        assert set(row["missing_phases"]) == MISSING_AFTER[step["killed_in"]], step
+
+
+def test_the_next_up_resumes_where_the_last_one_was_killed(dockerhost: dict[str, Any]) -> None:
+    seen = dockerhost["interrupted"]
+    second = seen[1]["printed"]  # after the kill while defining: leftovers removed, or the domain resumed
+    assert "resuming e2e-dock: start" in second or "removing what an interrupted up of e2e-dock left" in second \
+        or seen[0]["listed"] is None, second
+    for step in seen[2:]:
+        assert f"resuming {DOCK}:" in step["printed"], step
+    assert f"resuming {DOCK}: docker left to do" in dockerhost["resumed"]
+
+
+def test_the_resumed_vm_is_complete_and_works(dockerhost: dict[str, Any]) -> None:
+    assert dockerhost["complete"] is True and dockerhost["missing_phases"] == []
+    assert dockerhost["state"] == "running" and dockerhost["timings"]["docker"] > 0
