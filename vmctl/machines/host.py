@@ -108,10 +108,10 @@ class Host:
                 raise NotManaged(name, self.uri)
             lease = self._lease(record)
             self.hv.power_off(name)
+            if lease and self._release(*lease):  # before undefine: a down killed in between knows the MAC still
+                removed.append(f"DHCP lease {lease[1]}")
             self.hv.undefine(name)
             removed.append(f"domain {name}")
-            if lease and self._release(*lease):
-                removed.append(f"DHCP lease {lease[1]}")
         for suffix in FILE_SUFFIXES:
             path = self.file(name, suffix)
             if path.exists():
