@@ -238,12 +238,17 @@ class Hypervisor:
         except libvirt.libvirtError:
             return None
 
-    def lease_address(self, network: str, mac: str) -> str | None:
-        """The IPv4 address the network's DHCP server leased to ``mac``."""
+    def lease(self, network: str, mac: str) -> dict[str, Any] | None:
+        """The network's IPv4 DHCP lease for ``mac`` (libvirt's fields: ``ipaddr``, ``clientid``, ...)."""
         for lease in self.network_leases(network):
             if lease.get("mac", "").lower() == mac.lower() and lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                return str(lease["ipaddr"])
+                return lease
         return None
+
+    def lease_address(self, network: str, mac: str) -> str | None:
+        """The IPv4 address the network's DHCP server leased to ``mac``."""
+        lease = self.lease(network, mac)
+        return str(lease["ipaddr"]) if lease else None
 
     def guest_address(self, name: str, mac: str) -> str | None:
         """The address of ``mac`` as the guest agent, then the ARP table, report it."""

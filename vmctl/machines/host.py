@@ -108,7 +108,7 @@ class Host:
                 raise NotManaged(name, self.uri)
             lease = self._lease(record)
             self.hv.power_off(name)
-            if lease and self._release(*lease):  # before undefine: a down killed in between knows the MAC still
+            if lease and self._release(lease):  # before undefine: a down killed in between knows the MAC still
                 removed.append(f"DHCP lease {lease[1]}")
             self.hv.undefine(name)
             removed.append(f"domain {name}")
@@ -119,21 +119,24 @@ class Host:
                 removed.append(str(path))
         return removed
 
-    def _lease(self, record: Record) -> tuple[str, str, str] | None:
-        """(bridge, address, MAC) of the VM's DHCP lease on vmctl's runtime, if it has one."""
+    def _lease(self, record: Record) -> builtins.list[str] | None:
+        """``dhcp_release``'s arguments for the VM's lease on vmctl's runtime, if it has one:
+        bridge, address, MAC and the client ID the guest used (dnsmasq matches on it)."""
         net = NetworkChoice.parse(record.spec.network)
         if self.netns is None or net.kind != "network":
             return None
         bridge = self.hv.network_bridge(net.source)
-        address = self.hv.lease_address(net.source, record.mac)
-        return (bridge, address, record.mac) if bridge and address else None
+        lease = self.hv.lease(net.source, record.mac)
+        if not (bridge and lease):
+            return None
+        return [bridge, str(lease["ipaddr"]), record.mac, *([str(lease["clientid"])] if lease.get("clientid") else [])]
 
-    def _release(self, bridge: str, address: str, mac: str) -> bool:
+    def _release(self, lease: builtins.list[str]) -> bool:
         """Tell the network's DHCP server the address is free (dnsmasq's ``dhcp_release``),
         so a deleted VM leaves no lease behind; it would otherwise hold the address for an hour."""
         assert self.netns is not None
-        result = run(["ip", "netns", "exec", self.netns, "dhcp_release", bridge, address, mac, f"01:{mac}"],
-                     what=f"releasing the DHCP lease {address}", check=False, timeout=10)
+        result = run(["ip", "netns", "exec", self.netns, "dhcp_release", *lease],
+                     what=f"releasing the DHCP lease {lease[1]}", check=False, timeout=10)
         return result.rc == 0
 
     def delete(self, name: str, progress: Progress = NoProgress()) -> builtins.list[str]:
