@@ -4,6 +4,7 @@ itself made this way (conftest.DOCK_KILLS); here is what each kill left."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .conftest import DOCK, DOCK_KILLS
@@ -41,3 +42,9 @@ def test_the_next_up_resumes_where_the_last_one_was_killed(dockerhost: dict[str,
 def test_the_resumed_vm_is_complete_and_works(dockerhost: dict[str, Any]) -> None:
     assert dockerhost["complete"] is True and dockerhost["missing_phases"] == []
     assert dockerhost["state"] == "running" and dockerhost["timings"]["docker"] > 0
+
+
+def test_a_bake_killed_while_flattening_is_cleaned_up_by_the_next(baked_image: dict[str, Any]) -> None:
+    assert "left by an interrupted bake" in baked_image["rebaked"], baked_image["rebaked"]
+    cache = Path(baked_image["path"]).parent
+    assert not list(cache.glob(".bake-*")), list(cache.glob(".bake-*"))  # no half-made disk stays

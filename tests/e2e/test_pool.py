@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,21 +16,34 @@ import pytest
 
 import vmctl
 
-from .conftest import BAKED_IMAGE, vmctl_json
+from .conftest import BAKED_IMAGE, VMCTL, killed_at, vmctl_json
 from .conftest import vmctl as run_vmctl
 
 POOL = "e2ep"
 
 
+UP = ["pool", "up", POOL, "--size", "2", "--managers", "1", "--image", BAKED_IMAGE, "--cpus", "1"]
+
+
 @pytest.fixture(scope="module")
 def pool(baked_image: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The pool, made the hard way: the first ``pool up`` is SIGKILLed while its
+    nodes wait for SSH, and the second converges (the nodes' ups resume)."""
     started = time.monotonic()
     try:
-        status = vmctl_json("pool", "up", POOL, "--size", "2", "--managers", "1", "--image", BAKED_IMAGE, "--cpus", "1")
-        print(f"\npool of 2 ready in {time.monotonic() - started:.0f}s")
-        yield status
+        killed = killed_at(UP, "waiting for SSH", 2.0)
+        incomplete = [row for row in vmctl_json("ls") if row["name"].startswith(f"{POOL}-")]
+        status = vmctl_json(*UP)
+        print(f"\npool of 2 ready in {time.monotonic() - started:.0f}s (its first pool up killed)")
+        yield {**status, "killed": killed, "after_kill": incomplete}
     finally:
         run_vmctl("pool", "down", POOL, check=False)
+
+
+def test_a_pool_up_killed_midway_converges_on_the_next(pool: dict[str, Any]) -> None:
+    assert pool["after_kill"] and all(row["complete"] is False for row in pool["after_kill"]), pool["after_kill"]
+    assert [n["name"] for n in pool["nodes"]] == [f"{POOL}-1", f"{POOL}-2"]
+    assert all(n["status"] == "ready" for n in pool["nodes"])
 
 
 def _manager(*args: str) -> str:
@@ -66,11 +80,21 @@ def test_a_two_replica_service_runs_a_task_on_each_node(pool: dict[str, Any]) ->
 
 
 def test_scale_to_three_and_back_to_two(pool: dict[str, Any]) -> None:
+    """The first scale is killed while the new node boots; then two scales run at once:
+    one grows the pool (resuming the node), the other waits on the pool's lock and finds it done."""
     started = time.monotonic()
-    grown = vmctl_json("pool", "scale", POOL, "--size", "3")
-    print(f"\nscaled to 3 in {time.monotonic() - started:.0f}s")
-    assert [n["name"] for n in grown["nodes"]] == [f"{POOL}-1", f"{POOL}-2", f"{POOL}-3"]
-    assert all(n["status"] == "ready" for n in grown["nodes"])
+    killed_at(["pool", "scale", POOL, "--size", "3"], "waiting for SSH", 1.0)
+    both = [subprocess.Popen([*VMCTL, "pool", "scale", POOL, "--size", "3", "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=1800) for p in both]
+    assert [p.returncode for p in both] == [0, 0], outs
+    print(f"\nscaled to 3 in {time.monotonic() - started:.0f}s (one scale killed, two at once)")
+    for out, _ in outs:
+        grown = json.loads(out)
+        assert [n["name"] for n in grown["nodes"]] == [f"{POOL}-1", f"{POOL}-2", f"{POOL}-3"]
+        assert all(n["status"] == "ready" for n in grown["nodes"])
+    leaders = _manager("docker node ls --format '{{.Hostname}} {{.ManagerStatus}}'").split()
+    assert leaders.count("Leader") == 1 and len(_manager("docker node ls -q").split()) == 3  # one swarm
     shrunk = vmctl_json("pool", "scale", POOL, "--size", "2")
     assert [n["name"] for n in shrunk["nodes"]] == [f"{POOL}-1", f"{POOL}-2"]
     assert f"{POOL}-3" not in _manager("docker node ls --format '{{.Hostname}}'")
