@@ -10,17 +10,17 @@ from pathlib import Path
 from ._core.locks import file_lock
 from ._core.paths import machines_dir
 from ._core.progress import NoProgress, Progress
-from .errors import ImageError
+from .errors import HypervisorError, ImageError
 from .hypervisor.accel import accelerator
 from .hypervisor.driver import Hypervisor
 from .hypervisor.runtime import Runtime, RuntimeStatus, resolve_uri
 from .images import build as _build
 from .images import download as _download
 from .images.boottest import BootReport, boot_test
-from .images.catalog import Cache, CachedImage, definition
+from .images.catalog import Cache, CachedImage, backed_by, definition, overlays_on
 from .machines import forwarder
 from .machines.host import Host, prepare_host
-from .model.spec import BootMode
+from .model.spec import BootMode, check_name
 
 
 def connect(uri: str | None = None) -> Host:
@@ -62,7 +62,7 @@ def image_stale(image: CachedImage) -> str | None:
 
 def image_build(name: str, progress: Progress = NoProgress()) -> CachedImage:
     """Build ``name`` locally from its recipe (returns the cached one if present)."""
-    image = definition(name)
+    image = definition(check_name(name, "image name"))
     if image.build is None:
         raise ImageError(f"image {name!r} has no build recipe", hint=f"try 'vmctl image pull {name}'")
     return _build.build(name, image.build, image.user, Cache(), progress)
@@ -70,17 +70,43 @@ def image_build(name: str, progress: Progress = NoProgress()) -> CachedImage:
 
 def image_pull(name: str, progress: Progress = NoProgress()) -> CachedImage:
     """Download and verify ``name`` (returns the cached one if present)."""
-    image = definition(name)
+    image = definition(check_name(name, "image name"))
     if image.download is None:
         raise ImageError(f"image {name!r} has no download source", hint=f"try 'vmctl image build {name}'")
     return _download.pull(name, image.download, image.user, Cache(), progress)
 
 
-def image_remove(name: str) -> list[Path]:
+def image_remove(name: str, force: bool = False, uri: str | None = None) -> list[Path]:
+    """Delete cached image ``name``; returns the files removed.
+
+    An image that VMs still boot from (their disks are overlays on it) is refused,
+    naming them, unless ``force``: those VMs would not start again.
+    """
     cache = Cache()
-    cache.require(name)
+    cache.require(check_name(name, "image name"))
     with file_lock(cache.lock_path(name)):
+        if not force and (users := image_users(name, uri, cache)):
+            raise ImageError(
+                f"image {name!r} is in use: {', '.join(users)} boot{'s' if len(users) == 1 else ''} from it",
+                hint=f"delete {'that VM' if len(users) == 1 else 'those VMs'} first ('vmctl down NAME'), "
+                     "or pass --force (they will no longer start)",
+            )
         return cache.remove(name)
+
+
+def image_users(name: str, uri: str | None = None, cache: Cache | None = None) -> list[str]:
+    """The VMs whose disks are overlays on a version of image ``name``: on the host at
+    ``uri`` (those made from it, or backed by it), and in the machines directory (also
+    when no hypervisor is reachable: a stopped runtime still has VMs that boot later)."""
+    disks = (cache or Cache()).disks(check_name(name, "image name"))
+    users = set(overlays_on(disks, machines_dir()))
+    try:
+        with Host(uri) as host:
+            machines = host.list()
+            users |= {m.name for m in machines if m.spec.image == name or backed_by(Path(m.record.disk), disks)}
+    except HypervisorError:
+        pass  # no hypervisor to ask: the machines directory is what there is
+    return sorted(users)
 
 
 def image_test(
@@ -91,7 +117,7 @@ def image_test(
     progress: Progress = NoProgress(),
 ) -> BootReport:
     """Boot cached image ``name`` once and report when it reached each milestone."""
-    image = Cache().require(name)
+    image = Cache().require(check_name(name, "image name"))
     accel = accelerator(progress)
     with Hypervisor(resolve_uri(uri)) as hv:
         return boot_test(hv, image, machines_dir(), accel, boot, timeout, progress)

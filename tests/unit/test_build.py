@@ -10,7 +10,7 @@ from vmctl.images.build import PART_START, configure_rootfs, mbr, mmdebstrap_arg
 from vmctl.images.catalog import Build
 
 RECIPE = Build(
-    suite="bookworm", mirror="http://mirror.invalid/debian", packages=("a", "b"),
+    suite="bookworm", mirror="http://mirror.invalid/debian", packages=("curl", "sudo"),
     kernel_cmdline="root=LABEL=vmctl-root ro console=ttyS0",
 )
 
@@ -34,7 +34,7 @@ def test_mbr_refuses_oversized_boot_code() -> None:
 
 def test_mmdebstrap_argv_includes_every_package_and_honours_a_mirror_override() -> None:
     argv = mmdebstrap_argv(RECIPE, Path("/r"), "http://other/debian")
-    assert "--include=a,b" in argv
+    assert "--include=curl,sudo" in argv
     assert argv[-3:] == ["bookworm", "/r", "http://other/debian"]
 
 

@@ -1,4 +1,8 @@
-"""The pull path against a real HTTP server on 127.0.0.1."""
+"""The pull path against a real HTTP(S) server on 127.0.0.1.
+
+Plain http reaches 127.0.0.1 only with VMCTL_ALLOW_HTTP_LOCALHOST=1, which every
+test here sets (``allow_http``) unless it checks the refusal.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +17,34 @@ from pathlib import Path
 import pytest
 
 import vmctl
-from vmctl.images.download import parse_checksums
+from vmctl.images.download import ALLOW_HTTP_ENV, parse_checksums
 
-from .httpserver import ImageServer, Served
+from .httpserver import ImageServer, Served, tls_files
 
 HERE = Path(__file__).parent
 
 
+@pytest.fixture(autouse=True)
+def allow_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALLOW_HTTP_ENV, "1")
+
+
+def make_qcow2(path: Path, pattern: int) -> bytes:
+    """A real qcow2 with some data in it, so a cut-off lands mid-file."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
+    subprocess.run(["qemu-io", "-c", f"write -P {pattern:#x} 0 3M", str(path)], check=True, capture_output=True)
+    return path.read_bytes()
+
+
 @pytest.fixture(scope="module")
 def qcow2(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A real qcow2 with some data in it, so a cut-off lands mid-file."""
-    path = tmp_path_factory.mktemp("img") / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
-    subprocess.run(["qemu-io", "-c", "write -P 0x5a 0 3M", str(path)], check=True, capture_output=True)
-    return path.read_bytes()
+    return make_qcow2(tmp_path_factory.mktemp("img") / "disk.qcow2", 0x5A)
+
+
+@pytest.fixture(scope="module")
+def qcow2_changed(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Another version of the image, as a mirror might publish it mid-download."""
+    return make_qcow2(tmp_path_factory.mktemp("img") / "disk.qcow2", 0xA5)
 
 
 @pytest.fixture
@@ -80,12 +98,97 @@ def test_cut_off_download_fails_then_resumes(
     server.served.cut_at = half
     with pytest.raises(vmctl.DownloadError, match="stopped after"):
         vmctl.image_pull(definition)
-    assert cache_files(isolated) == ["local.part"]  # kept for resuming, not usable
+    assert cache_files(isolated) == ["local.part", "local.part.validator"]  # kept for resuming, not usable
     assert vmctl.image_list() == []
     server.served.cut_at = None
     image = vmctl.image_pull(definition)
     assert ("/disk.qcow2", f"bytes={half}-") in server.served.requests
+    assert server.served.if_ranges[-1] == server.served.etag  # the rest, if it is still the same file
     assert Path(image.path).read_bytes() == qcow2
+    assert cache_files(isolated) == sorted(["local.json", Path(image.path).name])  # the validator went too
+
+
+def test_a_file_changed_since_the_cut_off_starts_again_instead_of_being_spliced(
+    definition: str, server: ImageServer, qcow2: bytes, qcow2_changed: bytes, isolated: Path
+) -> None:
+    server.served.cut_at = len(qcow2) // 2
+    with pytest.raises(vmctl.DownloadError, match="stopped after"):
+        vmctl.image_pull(definition)
+    first = server.served.etag
+    server.served.cut_at, server.served.image = None, qcow2_changed  # the mirror published a new version
+    image = vmctl.image_pull(definition)
+    assert server.served.if_ranges[-1] == first  # so the server sent the whole new file
+    assert Path(image.path).read_bytes() == qcow2_changed
+    assert image.sha256 == hashlib.sha256(qcow2_changed).hexdigest()
+
+
+def test_a_part_without_a_validator_starts_again(
+    definition: str, server: ImageServer, qcow2: bytes, isolated: Path
+) -> None:
+    server.served.cut_at, server.served.validators = len(qcow2) // 2, False
+    with pytest.raises(vmctl.DownloadError, match="stopped after"):
+        vmctl.image_pull(definition)
+    assert cache_files(isolated) == ["local.part"]  # nothing would tell a changed file: no resume
+    server.served.cut_at = None
+    image = vmctl.image_pull(definition)
+    assert [r for p, r in server.served.requests if p == "/disk.qcow2"] == [None, None]
+    assert Path(image.path).read_bytes() == qcow2
+
+
+def test_plain_http_is_refused_without_the_test_switch(
+    definition: str, server: ImageServer, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ALLOW_HTTP_ENV)
+    with pytest.raises(vmctl.DownloadError, match="only https:// URLs are fetched") as e:
+        vmctl.image_pull(definition)
+    assert ALLOW_HTTP_ENV in e.value.hint
+    assert server.served.requests == [] and not (isolated / "cache").exists()
+
+
+def test_plain_http_to_another_host_is_refused_even_with_the_switch(isolated: Path) -> None:
+    (isolated / "defs" / "x.yaml").write_text(
+        "name: x\ndownload:\n  url: http://example.invalid/x.qcow2\n  checksums: https://example.invalid/SUMS\n"
+    )
+    with pytest.raises(vmctl.DownloadError, match="refusing to download http://example.invalid/x.qcow2"):
+        vmctl.image_pull("x")
+    assert not (isolated / "cache").exists()
+
+
+def test_a_redirect_to_plain_http_elsewhere_is_refused(definition: str, server: ImageServer) -> None:
+    server.served.redirects["/SHA512SUMS"] = "http://example.invalid/SHA512SUMS"
+    with pytest.raises(vmctl.DownloadError, match="refusing to download http://example.invalid/SHA512SUMS"):
+        vmctl.image_pull(definition)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def https_definition(isolated: Path, url: str) -> str:
+    (isolated / "defs" / "tls.yaml").write_text(
+        f"name: tls\ndownload:\n  url: {url}/disk.qcow2\n  checksums: {url}/SHA512SUMS\n"
+    )
+    return "tls"
+
+
+def test_https_pulls(isolated: Path, qcow2: bytes, tls: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ALLOW_HTTP_ENV)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls[0]))  # the test server's certificate is trusted
+    with ImageServer(Served(qcow2), tls=tls) as srv:
+        image = vmctl.image_pull(https_definition(isolated, srv.url))
+    assert Path(image.path).read_bytes() == qcow2
+
+
+def test_a_redirect_from_https_to_http_is_refused(
+    isolated: Path, qcow2: bytes, server: ImageServer, tls: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls[0]))
+    redirect = Served(qcow2, redirects={"/disk.qcow2": f"{server.url}/disk.qcow2"})
+    with ImageServer(redirect, tls=tls) as srv, pytest.raises(vmctl.DownloadError, match="refusing to leave https"):
+        vmctl.image_pull(https_definition(isolated, srv.url))  # even to 127.0.0.1, allowed over http
+    assert server.served.requests == []
+    assert vmctl.image_list() == []
 
 
 def test_missing_checksum_entry(isolated: Path, server: ImageServer) -> None:
@@ -97,7 +200,7 @@ def test_missing_checksum_entry(isolated: Path, server: ImageServer) -> None:
     assert cache_files(isolated) == []
 
 
-def test_unreachable_server(isolated: Path) -> None:
+def test_unreachable_server(isolated: Path) -> None:  # http to 127.0.0.1: allowed here
     (isolated / "defs" / "x.yaml").write_text(
         "name: x\ndownload:\n  url: http://127.0.0.1:9/x.qcow2\n  checksums: http://127.0.0.1:9/SUMS\n"
     )

@@ -129,17 +129,27 @@ def image_ls(as_json: bool) -> None:
 
 @image.command("rm")
 @click.argument("names", nargs=-1, required=True, shell_complete=_image_names)
-def image_rm(names: tuple[str, ...]) -> None:
+@click.option("--force", is_flag=True,
+              help="Remove it even if VMs still boot from it (they will not start again).")
+@click.pass_context
+def image_rm(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
     """Remove cached images (disk, kernel, initrd, record).
 
+    An image that VMs still boot from is kept, and the VMs are named: delete
+    them first, or pass --force.
+
     \b
-    Example:
+    Examples:
       vmctl image rm debian-12
+      vmctl image rm debian-12-docker --force
     """
     from .. import api
+    from ..model.spec import check_name
 
+    for name in names:  # every name checked before anything is removed
+        check_name(name, "image name")
     for name in names:
-        api.image_remove(name)
+        api.image_remove(name, force=force, uri=ctx.obj["connect"])
         click.echo(f"removed {name}")
 
 
@@ -153,6 +163,9 @@ def image_rm(names: tuple[str, ...]) -> None:
 def bake(ctx: click.Context, new: str, source: str | None, from_image: str | None, docker: bool, as_json: bool) -> None:
     """Capture a VM as a new base image (generalised: cloud-init reset, no identity).
 
+    With --from-image, the VM is a temporary one, bake-NEW, deleted afterwards
+    (and by the next bake, if this one is killed).
+
     \b
     Examples:
       vmctl image bake docker-12 --from web
@@ -161,18 +174,16 @@ def bake(ctx: click.Context, new: str, source: str | None, from_image: str | Non
     if bool(source) == bool(from_image):
         raise ConfigError("give exactly one of --from VM and --from-image IMAGE")
     from ..machines.bake import bake as do_bake
+    from ..machines.bake import bake_from_image
     from ..machines.host import Host
-    from ..model.spec import MachineSpec, check_name
+    from ..model.spec import check_name
 
     check_name(new, "image name")
+    if from_image:
+        check_name(from_image, "image name")
     with Host(ctx.obj["connect"]) as host, output.progress(as_json) as progress:
         if source:
             image = do_bake(host.get(source), new, progress=progress)
         else:
-            temp = host.up(MachineSpec(f"bake-{new}"[:63], image=str(from_image), docker=docker), progress=progress,
-                           forward=False)  # a VM of minutes, baked and deleted: no socket or ports
-            try:
-                image = do_bake(temp, new, progress=progress)
-            finally:
-                temp.down()
+            image = bake_from_image(host, new, str(from_image), docker, progress=progress)
     output.image_done(image, as_json)

@@ -22,9 +22,10 @@ from .._core.proc import run
 from .._core.progress import NoProgress, Progress
 from .._core.render import render
 from ..errors import ImageError
-from .catalog import BOOT_FILES, Build, Cache, CachedImage, new_record, recipe_digest
+from .catalog import BOOT_FILES, Build, Cache, CachedImage, check_mirror, new_record, recipe_digest
 from .download import file_digest
 from .initramfs import build_lean
+from .leftovers import clear
 
 SECTOR = 512
 PART_START = 2048  # sectors: 1 MiB, where every partitioning tool puts it
@@ -43,14 +44,17 @@ def mbr(disk_bytes: int, boot_code: bytes) -> bytes:
 
 
 def mmdebstrap_argv(build: Build, rootfs: Path, mirror: str | None = None) -> list[str]:
+    """mmdebstrap's command line: ``build`` was checked when it was made, ``mirror`` is
+    checked here, and ``--`` ends the options, so no value is ever taken for one."""
     return [
         "mmdebstrap",
         "--variant=apt",
         "--components=main",
         "--include=" + ",".join(build.packages),
+        "--",
         build.suite,
         str(rootfs),
-        mirror or build.mirror,
+        check_mirror(mirror, "mirror ($VMCTL_DEBIAN_MIRROR)") if mirror else build.mirror,
     ]
 
 
@@ -178,26 +182,36 @@ def build(
     name: str, recipe: Build, user: str, cache: Cache, progress: Progress = NoProgress()
 ) -> CachedImage:
     """Build image ``name`` from ``recipe``; a cached one is returned as it is."""
+    mirror = check_mirror(debian_mirror(recipe.mirror), "mirror ($VMCTL_DEBIAN_MIRROR)")
+    lock = cache.lock_path(name)  # checks the name before any directory is made
     cache.root.mkdir(parents=True, exist_ok=True)
-    with file_lock(cache.lock_path(name)):
+    with file_lock(lock):
+        clear_stale_builds(cache, name, progress)
         cached = cache.get(name)
         if cached is not None and (cached.source != "build" or cached.recipe == recipe_digest(recipe)):
             return cached
-        workdir = cache.root / f".build-{name}-{os.getpid()}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir()
+        workdir = cache.work("build", name)
+        workdir.mkdir(mode=0o700)  # the tree has host keys and shadow files until configure_rootfs
         try:
-            return _build_in(workdir, name, recipe, user, cache, progress)
+            return _build_in(workdir, name, recipe, mirror, user, cache, progress)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            clear(workdir)  # whatever mmdebstrap or a failed step left mounted or running in it
+
+
+def clear_stale_builds(cache: Cache, name: str, progress: Progress) -> None:
+    """Remove the work directories of builds that were killed (``name``'s, whose lock
+    the caller holds, and those of any image no one is building now)."""
+    for stale in cache.stale_work("build", name):
+        progress.phase(f"removing {stale.name}, left by an interrupted build")
+        clear(stale)
 
 
 def _build_in(
-    workdir: Path, name: str, recipe: Build, user: str, cache: Cache, progress: Progress
+    workdir: Path, name: str, recipe: Build, mirror: str, user: str, cache: Cache, progress: Progress
 ) -> CachedImage:
     rootfs, raw = workdir / "rootfs", workdir / "disk.raw"
     progress.phase("bootstrapping with mmdebstrap")
-    run(mmdebstrap_argv(recipe, rootfs, debian_mirror(recipe.mirror)), what="mmdebstrap", timeout=3600)
+    run(mmdebstrap_argv(recipe, rootfs, mirror), what="mmdebstrap", timeout=3600)
     progress.phase("configuring")
     configure_rootfs(rootfs, recipe)
     kernel, initrd = boot_files(rootfs)

@@ -11,17 +11,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
 from .._core.locks import replacing
 from .._core.paths import cache_dir, data_dir
-from ..errors import ConfigError, ImageError
+from ..errors import ConfigError, ImageError, VmctlError
+from ..hypervisor.disks import backing_file
 from ..model.spec import check_name
+from .leftovers import unowned
+
+# What reaches mmdebstrap (run as root) from a definition: each is one argument, and
+# none may look like an option. A suite is a plain codename (bookworm, trixie, sid),
+# a package a Debian package name (Debian Policy 5.6.7), a mirror an http(s) URL.
+SUITE_RE = re.compile(r"[a-z][a-z0-9]{1,31}")
+PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -31,14 +43,58 @@ class Download:
     algorithm: str = "sha512"
 
 
+def check_suite(suite: str, what: str = "suite") -> str:
+    """A Debian suite codename (``bookworm``), or :class:`ConfigError`."""
+    if not isinstance(suite, str) or not SUITE_RE.fullmatch(suite):
+        raise ConfigError(f"invalid {what} {suite!r}: use a plain codename of lower-case letters and digits",
+                          hint="for example: bookworm, trixie")
+    return suite
+
+
+def check_package(package: str) -> str:
+    """A Debian package name (``openssh-server``), or :class:`ConfigError`."""
+    if not isinstance(package, str) or not PACKAGE_RE.fullmatch(package):
+        raise ConfigError(f"invalid package name {package!r}: use 2 or more lower-case letters, digits, '+', '-', '.'",
+                          hint="list plain package names, for example: openssh-server")
+    return package
+
+
+def check_mirror(mirror: str, what: str = "mirror") -> str:
+    """An http(s) URL with a host, no whitespace and no leading ``-``, or :class:`ConfigError`."""
+    hint = "use an http:// or https:// URL, for example: http://deb.debian.org/debian"
+    if not isinstance(mirror, str) or mirror.startswith("-") or re.search(r"\s", mirror) or _CONTROL.search(mirror):
+        raise ConfigError(f"invalid {what} {mirror!r}: a URL has no spaces and does not start with '-'", hint=hint)
+    try:
+        parts = urlsplit(mirror)
+        host = parts.hostname
+    except ValueError as e:
+        raise ConfigError(f"invalid {what} {mirror!r}: {e}", hint=hint) from e
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"invalid {what} {mirror!r}: not an http(s) URL with a host", hint=hint)
+    return mirror
+
+
 @dataclass(frozen=True)
 class Build:
+    """A ``build:`` section; checked when made, so nothing unchecked reaches mmdebstrap."""
+
     suite: str
     mirror: str
     packages: tuple[str, ...]
     kernel_cmdline: str
     disk_gib: int = 3
     tool: str = "mmdebstrap"
+
+    def __post_init__(self) -> None:
+        check_suite(self.suite, "build.suite")
+        check_mirror(self.mirror, "build.mirror")
+        for package in self.packages:
+            check_package(package)
+        if not isinstance(self.kernel_cmdline, str) or _CONTROL.search(self.kernel_cmdline):
+            raise ConfigError(f"invalid build.kernel_cmdline {self.kernel_cmdline!r}: one line of text",
+                              hint="write the kernel command line on one line")
+        if not isinstance(self.disk_gib, int) or not 1 <= self.disk_gib <= 2048:
+            raise ConfigError(f"invalid build.disk_gib {self.disk_gib!r}: a whole number of GiB, 1-2048")
 
 
 @dataclass(frozen=True)
@@ -114,6 +170,8 @@ def parse_definition(raw: Any, source: Path) -> ImageDef:
             download=Download(**download) if download else None,
             build=_build(build) if build else None,
         )
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e.message}", hint=e.hint) from e
     except KeyError as e:
         raise ConfigError(f"{source}: missing key {e.args[0]!r}") from e
     except TypeError as e:
@@ -157,6 +215,18 @@ def definition(name: str) -> ImageDef:
     return known[name]
 
 
+WorkKind = Literal["build", "bake"]
+_WORK_SUFFIX: dict[WorkKind, str] = {"build": "", "bake": ".qcow2"}
+
+
+def _is_name(name: str) -> bool:
+    try:
+        check_name(name)
+    except ConfigError:
+        return False
+    return True
+
+
 class Cache:
     """The image cache directory (``<cache>/images``)."""
 
@@ -164,12 +234,17 @@ class Cache:
         self.root = (root or cache_dir()) / "images"
 
     def file(self, name: str, suffix: str) -> Path:
-        return self.root / f"{name}.{suffix}"
+        """``NAME.SUFFIX`` in the cache; a name that is not an image name (``../x``,
+        ``x\\n``) is refused with :class:`ConfigError` before any path is made."""
+        return self.root / f"{check_name(name, 'image name')}.{suffix}"
 
     def lock_path(self, name: str) -> Path:
         return self.file(name, "lock")
 
     def get(self, name: str) -> CachedImage | None:
+        """The cached image ``name``, or None (also for a name no image can have)."""
+        if not _is_name(name):
+            return None
         record = self.file(name, "json")
         try:
             image = CachedImage(**json.loads(record.read_text()))
@@ -180,9 +255,14 @@ class Cache:
     def versioned(self, name: str, sha256: str, suffix: str) -> Path:
         """Where one version of an image's file lives. Overlays point at their base by
         path, so a rebuilt image gets new files and never changes one a VM uses."""
-        return self.root / f"{name}.{sha256[:12]}.{suffix}"
+        return self.file(name, f"{sha256[:12]}.{suffix}")
+
+    def disks(self, name: str) -> set[Path]:
+        """Every version of image ``name``'s disk in the cache (a VM may boot from any)."""
+        return {p.resolve() for p in self.root.glob(f"{check_name(name, 'image name')}.*.qcow2")}
 
     def require(self, name: str) -> CachedImage:
+        check_name(name, "image name")
         image = self.get(name)
         if image is None:
             known = definitions()
@@ -231,6 +311,48 @@ class Cache:
                 path.unlink()
                 removed.append(path)
         return removed
+
+    # work in progress: a build's directory, a bake's disk ---------------------------
+
+    def work(self, kind: WorkKind, name: str) -> Path:
+        """Where this process builds (a directory) or bakes (a disk) image ``name``, under
+        the image's lock: ``.build-NAME-PID``, ``.bake-NAME-PID.qcow2``."""
+        return self.root / f".{kind}-{check_name(name, 'image name')}-{os.getpid()}{_WORK_SUFFIX[kind]}"
+
+    def stale_work(self, kind: WorkKind, holding: str) -> Iterator[Path]:
+        """The work of ``kind`` that no live process owns, left by one that was killed:
+        image ``holding``'s (the caller holds its lock), and that of every image whose
+        lock is free (held while the path is yielded, so no new owner starts meanwhile)."""
+        pattern = re.compile(rf"\.{kind}-([a-z0-9-]+)-[0-9]+{re.escape(_WORK_SUFFIX[kind])}")
+        for path in sorted(self.root.glob(f".{kind}-*")):
+            match = pattern.fullmatch(path.name)
+            if match is None or not _is_name(owner := match[1]):
+                continue
+            if owner == holding:
+                yield path
+                continue
+            with unowned(self.lock_path(owner)) as free:
+                if free:
+                    yield path
+
+
+def overlays_on(disks: set[Path], directory: Path) -> list[str]:
+    """The names of the ``NAME.qcow2`` overlays in ``directory`` backed by one of ``disks``
+    (the machines directory: VMs whose disks would lose their base)."""
+    users = []
+    for overlay in sorted(directory.glob("*.qcow2")):
+        if backed_by(overlay, disks):
+            users.append(overlay.name.removesuffix(".qcow2"))
+    return users
+
+
+def backed_by(overlay: Path, disks: set[Path]) -> bool:
+    """Whether ``overlay``'s backing file is one of ``disks`` (False if it cannot be read)."""
+    try:
+        base = backing_file(overlay)
+    except VmctlError:
+        return False
+    return base is not None and base.resolve() in disks
 
 
 def new_record(name: str, disk: Path, sha256: str, source: str, **extra: Any) -> CachedImage:

@@ -4,12 +4,16 @@ The guest is generalised (cloud-init reset, machine-id emptied, host keys,
 Docker engine identity and logs removed), shut down, and its disk flattened
 with its backing image into a new cached image. VMs made from it come up with
 what the source VM had installed (Docker, say), and only a check left to run.
-The source VM is left stopped.
+The source VM is left stopped. The new disk is standalone (``qemu-img convert``
+writes no backing file), so removing the parent image later does not break it.
+
+A bake killed half-way leaves ``.bake-NEW-PID.qcow2`` in the cache (and, from an
+image, its temporary VM): the next bake removes them.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -17,11 +21,12 @@ from .._core.locks import file_lock
 from .._core.proc import run
 from .._core.progress import NoProgress, Progress
 from .._core.render import render
-from ..errors import ImageError
+from ..errors import ConfigError, ImageError
 from ..hypervisor.disks import backing_file
 from ..images.catalog import BOOT_FILES, Cache, CachedImage, new_record
 from ..images.download import file_digest
-from ..model.spec import check_name
+from ..model.spec import MachineSpec, check_name
+from .host import Host
 from .machine import Machine
 
 
@@ -29,31 +34,95 @@ def bake(machine: Machine, new: str, cache: Cache | None = None, progress: Progr
     """Make cached image ``new`` from ``machine`` (which ends up stopped)."""
     check_name(new, "image name")
     cache = cache or Cache()
+    cache.root.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache.lock_path(new)):
+        return _bake_locked(machine, new, cache, progress)
+
+
+def bake_from_image(
+    host: Host, new: str, image: str, docker: bool = False, cache: Cache | None = None,
+    progress: Progress = NoProgress(),
+) -> CachedImage:
+    """Make cached image ``new`` from a temporary VM of ``image`` (with Docker installed
+    when ``docker``), deleted afterwards.
+
+    The VM is :func:`temp_vm_name`; a marker in the cache says a bake made it, so when a
+    killed bake left it behind, the next bake of ``new`` deletes it (and its seed, which
+    holds the VM's private host key) instead of refusing or reusing it.
+    """
+    check_name(new, "image name")
+    check_name(image, "image name")
+    cache = cache or Cache()
+    temp, marker = temp_vm_name(new), cache.root / f".bake-{new}.vm"
+    cache.root.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache.lock_path(new)):
+        _refuse_existing(cache, new)
+        _clear_temp_vm(host, temp, marker, progress)
+        marker.write_text(temp + "\n")
+        vm: Machine | None = None
+        try:
+            vm = host.up(MachineSpec(temp, image=image, docker=docker), progress=progress,
+                         forward=False)  # a VM of minutes, baked and deleted: no socket or ports
+            return _bake_locked(vm, new, cache, progress)
+        finally:
+            progress.phase(f"deleting the temporary VM {temp}")
+            if vm is not None:
+                vm.down()  # closes its SSH connection first
+            else:
+                host.delete(temp)  # what a failed up left, if anything
+            marker.unlink(missing_ok=True)
+
+
+def temp_vm_name(new: str) -> str:
+    """``bake-NEW``, the temporary VM of ``bake_from_image``: a valid VM name however long
+    ``new`` is (shortened, then told apart by a digest of ``new``; never ending in ``-``)."""
+    name = f"bake-{new}"
+    if len(name) > 63:
+        name = f"{name[:56].rstrip('-')}-{hashlib.sha256(new.encode()).hexdigest()[:6]}"
+    return check_name(name, "VM name")
+
+
+def _clear_temp_vm(host: Host, temp: str, marker: Path, progress: Progress) -> None:
+    """Delete the temporary VM a killed bake left (the marker says a bake made it)."""
+    if not host.hv.exists(temp):
+        return
+    if not marker.exists():
+        raise ConfigError(f"a VM named {temp} exists, and the bake needs that name for its temporary VM",
+                          hint=f"'vmctl down {temp}' if you no longer need it, or bake under another name")
+    progress.phase(f"deleting {temp}, left by an interrupted bake")
+    host.delete(temp)
+
+
+def _refuse_existing(cache: Cache, new: str) -> None:
+    if cache.get(new) is not None:
+        raise ImageError(f"image {new!r} already exists", hint=f"'vmctl image rm {new}' first, or pick another name")
+
+
+def _bake_locked(machine: Machine, new: str, cache: Cache, progress: Progress) -> CachedImage:
+    """:func:`bake`, the caller holding ``new``'s lock."""
+    _refuse_existing(cache, new)
     parent = cache.require(machine.spec.image)
     if backing_file(Path(machine.record.disk)) != Path(parent.path):
         # its boot files and the version recorded would be the new image's, not the disk's
         raise ImageError(f"{machine.name} was made from an earlier build of {parent.name} than the cached one",
                          hint=f"make a new VM from the current {parent.name} and bake that")
-    cache.root.mkdir(parents=True, exist_ok=True)
-    with file_lock(cache.lock_path(new)):
-        if cache.get(new) is not None:
-            raise ImageError(
-                f"image {new!r} already exists", hint=f"'vmctl image rm {new}' first, or pick another name"
-            )
-        progress.phase("generalising the guest")
-        result = machine.run(
-            "sudo bash -s", stdin=render("bake/generalize.sh.j2", user=machine.user).encode(), timeout=600
-        )
-        if result.rc != 0:
-            raise ImageError(f"generalising {machine.name} failed (exit {result.rc}): {result.tail()}")
-        progress.phase("shutting down")
-        machine.stop(timeout=180)
-        progress.phase("flattening the disk into a new base image")
-        return _capture(machine, new, parent, cache)
+    for stale in cache.stale_work("bake", new):
+        progress.phase(f"removing {stale.name}, left by an interrupted bake")
+        stale.unlink(missing_ok=True)
+    progress.phase("generalising the guest")
+    result = machine.run(
+        "sudo bash -s", stdin=render("bake/generalize.sh.j2", user=machine.user).encode(), timeout=600
+    )
+    if result.rc != 0:
+        raise ImageError(f"generalising {machine.name} failed (exit {result.rc}): {result.tail()}")
+    progress.phase("shutting down")
+    machine.stop(timeout=180)
+    progress.phase("flattening the disk into a new base image")
+    return _capture(machine, new, parent, cache)
 
 
 def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> CachedImage:
-    tmp = cache.root / f".bake-{new}-{os.getpid()}.qcow2"
+    tmp = cache.work("bake", new)
     made: list[Path] = []  # new files, removed again unless the record is published
     try:
         run(
