@@ -58,7 +58,7 @@ test: lint image
 lab: runtime image
 	@$(VMCTL) image ls --json | $(VENV)/bin/python -c 'import json, sys; \
 	    sys.exit(not any(i["name"] == "$(IMAGE)-docker" and not i["stale"] for i in json.load(sys.stdin)))' || \
-	    { $(VMCTL) image rm $(IMAGE)-docker 2>/dev/null; $(VMCTL) image bake $(IMAGE)-docker --from-image $(IMAGE) --docker; }
+	    { $(VMCTL) image rm --force $(IMAGE)-docker 2>/dev/null; $(VMCTL) image bake $(IMAGE)-docker --from-image $(IMAGE) --docker; }
 	$(VMCTL) lab boot --runs 3 --profile stock --profile fast --image $(IMAGE)-docker \
 	    --containers 5 --warm --json docs/lab.json --plot docs/lab.png
 

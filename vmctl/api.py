@@ -85,13 +85,31 @@ def image_remove(name: str, force: bool = False, uri: str | None = None) -> list
     cache = Cache()
     cache.require(check_name(name, "image name"))
     with file_lock(cache.lock_path(name)):
-        if not force and (users := image_users(name, uri, cache)):
-            raise ImageError(
-                f"image {name!r} is in use: {', '.join(users)} boot{'s' if len(users) == 1 else ''} from it",
-                hint=f"delete {'that VM' if len(users) == 1 else 'those VMs'} first ('vmctl down NAME'), "
-                     "or pass --force (they will no longer start)",
-            )
+        if not force:
+            _refuse_in_use(name, uri, cache)
         return cache.remove(name)
+
+
+def images_remove(names: list[str], force: bool = False, uri: str | None = None) -> list[str]:
+    """:func:`image_remove` of each of ``names``, all checked (name, cached, not in use)
+    before any is removed: one bad name or used image removes nothing. Returns the names."""
+    cache = Cache()
+    for name in names:
+        cache.require(check_name(name, "image name"))
+        if not force:
+            _refuse_in_use(name, uri, cache)
+    for name in names:
+        image_remove(name, force, uri)
+    return names
+
+
+def _refuse_in_use(name: str, uri: str | None, cache: Cache) -> None:
+    if users := image_users(name, uri, cache):
+        raise ImageError(
+            f"image {name!r} is in use: {', '.join(users)} boot{'s' if len(users) == 1 else ''} from it",
+            hint=f"delete {'that VM' if len(users) == 1 else 'those VMs'} first ('vmctl down NAME'), "
+                 "or pass --force (they will no longer start)",
+        )
 
 
 def image_users(name: str, uri: str | None = None, cache: Cache | None = None) -> list[str]:

@@ -189,4 +189,4 @@ def baked_image(dockerhost: dict[str, Any]) -> Iterator[dict[str, Any]]:
         image = next(row for row in vmctl_json("image", "ls") if row["name"] == BAKED_IMAGE)
         yield {**image, "rebaked": again.stderr}
     finally:
-        vmctl("image", "rm", BAKED_IMAGE, check=False)
+        vmctl("image", "rm", "--force", BAKED_IMAGE, check=False)

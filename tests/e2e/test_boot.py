@@ -21,7 +21,7 @@ def test_image_boots_to_a_login_prompt(runtime: dict[str, Any], boot: str) -> No
     assert report["boot"] == boot
     # nothing of the test boot is left behind
     machines = Path(os.environ["VMCTL_STATE_DIR"]) / "machines"
-    assert not [p for p in machines.iterdir() if p.name.startswith("vmctl-test-")]
+    assert not [p for p in machines.iterdir() if p.name.startswith("vmctl-image-test-")]
     assert vmctl("--connect", runtime["uri"], "image", "ls").returncode == 0
 
 

@@ -4,10 +4,16 @@ itself made this way (conftest.DOCK_KILLS); here is what each kill left."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from .conftest import DOCK, DOCK_KILLS
+import pytest
+
+from .conftest import DOCK, DOCK_KILLS, IMAGE, killed_at, vmctl, vmctl_json
+
+BUILD = "e2e-build"  # a copy of IMAGE's definition under another name: a build that really runs
+IMAGES = Path(__file__).resolve().parents[2] / "images"
 
 # What a VM still lacks after up was killed in each phase (define may be done or not: see below).
 MISSING_AFTER = {
@@ -48,3 +54,24 @@ def test_a_bake_killed_while_flattening_is_cleaned_up_by_the_next(baked_image: d
     assert "left by an interrupted bake" in baked_image["rebaked"], baked_image["rebaked"]
     cache = Path(baked_image["path"]).parent
     assert not list(cache.glob(".bake-*")), list(cache.glob(".bake-*"))  # no half-made disk stays
+
+
+def test_an_image_build_killed_midway_is_cleaned_up_and_finished_by_the_next(
+    runtime: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL while mmdebstrap runs (as root, with mounts and possibly a loop device):
+    the next build of the image removes what the killed one left, then builds it."""
+    definition = (IMAGES / f"{IMAGE}.yaml").read_text().replace(f"name: {IMAGE}", f"name: {BUILD}")
+    (tmp_path / f"{BUILD}.yaml").write_text(definition)
+    monkeypatch.setenv("VMCTL_IMAGE_PATH", str(tmp_path))
+    try:
+        killed_at(["image", "build", BUILD], "bootstrapping with mmdebstrap", 15.0)
+        again = vmctl("image", "build", BUILD)
+        assert "left by an interrupted build" in again.stderr, again.stderr
+        assert BUILD in [row["name"] for row in vmctl_json("image", "ls")]
+        cache = Path(next(row["path"] for row in vmctl_json("image", "ls") if row["name"] == BUILD)).parent
+        assert not list(cache.glob(f".build-{BUILD}*"))
+        assert ".build-" not in Path("/proc/self/mountinfo").read_text()
+        assert ".build-" not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    finally:
+        vmctl("image", "rm", "--force", BUILD, check=False)

@@ -53,7 +53,13 @@ class FakeMachine:
     user: str = "debian"
     rc: int = 0  # of every guest command
     downed: bool = False
+    state: str = "running"
+    started: int = 0
     ran: list[str] = field(default_factory=list)
+
+    def start(self, forward: bool = True) -> float:
+        self.state, self.started = "running", self.started + 1
+        return 0.0
 
     @property
     def spec(self) -> MachineSpec:
@@ -91,6 +97,14 @@ def test_the_next_bake_removes_the_disks_killed_bakes_left(cache: Cache, tmp_pat
     assert {f"removing {p.name}, left by an interrupted bake" for p in left} <= set(progress.phases)
     assert backing_file(Path(image.path)) is None  # standalone: removing base does not break it
     assert not list(cache.root.glob(".bake-*"))
+
+
+def test_a_bake_killed_after_shutting_the_vm_down_starts_it_again(cache: Cache, tmp_path: Path) -> None:
+    """The next bake generalises again: the guest must be running for that."""
+    machine = vm(cache, tmp_path)
+    machine.state = "shutoff"
+    bake(machine, "new", cache)  # type: ignore[arg-type]
+    assert machine.started == 1 and machine.ran  # started, then generalised
 
 
 class FakeHypervisor:

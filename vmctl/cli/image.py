@@ -144,12 +144,8 @@ def image_rm(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
       vmctl image rm debian-12-docker --force
     """
     from .. import api
-    from ..model.spec import check_name
 
-    for name in names:  # every name checked before anything is removed
-        check_name(name, "image name")
-    for name in names:
-        api.image_remove(name, force=force, uri=ctx.obj["connect"])
+    for name in api.images_remove(list(names), force=force, uri=ctx.obj["connect"]):
         click.echo(f"removed {name}")
 
 

@@ -27,6 +27,7 @@ from .._core.paths import cache_dir, debian_mirror
 from .._core.progress import NoProgress, Progress
 from .._core.render import render
 from ..errors import ConfigError, DockerInstallError
+from ..images.catalog import check_mirror, check_suite
 from .debs import AptRoot
 
 if TYPE_CHECKING:  # engine sits below machines: a Machine is only ever passed in
@@ -110,7 +111,9 @@ def choose_method(machine: Machine) -> Method:
 def guest_release(machine: Machine) -> tuple[str, str]:
     text = machine.run("cat /etc/os-release", timeout=60).stdout
     fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return fields.get("ID", "debian").strip('"'), fields.get("VERSION_CODENAME", "bookworm").strip('"')
+    # the guest's words become host paths and the host's apt sources: checked like a recipe's suite
+    os_id = check_suite(fields.get("ID", "debian").strip('"'), "the guest's os-release ID")
+    return os_id, check_suite(fields.get("VERSION_CODENAME", "bookworm").strip('"'), "the guest's VERSION_CODENAME")
 
 
 def install(
@@ -146,7 +149,7 @@ def _push_packages(machine: Machine, codename: str, progress: Progress) -> int:
     status.parent.mkdir(parents=True, exist_ok=True)
     try:
         machine.get("/var/lib/dpkg/status", status)
-        files = AptRoot(cache, codename, debian_mirror()).fetch(status, PACKAGES)
+        files = AptRoot(cache, codename, check_mirror(debian_mirror(), "VMCTL_DEBIAN_MIRROR")).fetch(status, PACKAGES)
     finally:
         status.unlink(missing_ok=True)
     if not files:

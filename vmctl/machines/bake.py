@@ -109,6 +109,9 @@ def _bake_locked(machine: Machine, new: str, cache: Cache, progress: Progress) -
     for stale in cache.stale_work("bake", new):
         progress.phase(f"removing {stale.name}, left by an interrupted bake")
         stale.unlink(missing_ok=True)
+    if machine.state != "running":  # a bake killed after it shut the VM down: generalise it again
+        progress.phase(f"starting {machine.name}")
+        machine.start(forward=False)
     progress.phase("generalising the guest")
     result = machine.run(
         "sudo bash -s", stdin=render("bake/generalize.sh.j2", user=machine.user).encode(), timeout=600
