@@ -165,6 +165,7 @@ def dockerhost(runtime: dict[str, Any], home: Path) -> Iterator[dict[str, Any]]:
     DOCK_KILLS and run again; what ``ls`` said after each kill is kept under
     ``interrupted`` for tests/e2e/test_faults.py, and the last ``up`` finishes it."""
     argv = ["up", DOCK, "--image", IMAGE, "--docker"]
+    mac = ""
     try:
         seen = []
         for label, delay in DOCK_KILLS:
@@ -172,10 +173,11 @@ def dockerhost(runtime: dict[str, Any], home: Path) -> Iterator[dict[str, Any]]:
             seen.append({"killed_in": label, "printed": printed, "listed": listed(DOCK)})
         done = vmctl(*argv)
         final = vmctl_json("inspect", DOCK)
+        mac = final["mac"]
         yield {**final, "timings": final["timings"], "interrupted": seen, "resumed": done.stderr}
     finally:
         vmctl("down", DOCK, check=False)
-        assert traces(DOCK) == []
+        assert traces(DOCK, mac) == []
 
 
 @pytest.fixture(scope="session")

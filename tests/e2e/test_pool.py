@@ -16,7 +16,7 @@ import pytest
 
 import vmctl
 
-from .conftest import BAKED_IMAGE, VMCTL, killed_at, vmctl_json
+from .conftest import BAKED_IMAGE, VMCTL, killed_at, traces, vmctl_json
 from .conftest import vmctl as run_vmctl
 
 POOL = "e2ep"
@@ -141,7 +141,10 @@ def test_plan_apply_then_reapply_changes_nothing(pool: dict[str, Any], plan: Pat
 
 
 def test_pool_down_leaves_no_vm_disk_or_libvirt_object(pool: dict[str, Any]) -> None:
+    nodes = [row["name"] for row in vmctl_json("ls") if row["name"].startswith(f"{POOL}-")]
+    macs = {name: vmctl_json("inspect", name)["mac"] for name in nodes}
     run_vmctl("pool", "down", POOL)
+    assert macs and all(traces(name, mac) == [] for name, mac in macs.items())  # no process, lease, mount
     with vmctl.connect() as host:
         assert not [n for n in host.hv.domains() if n.startswith(f"{POOL}-")]
     machines = Path(os.environ["VMCTL_STATE_DIR"]) / "machines"
