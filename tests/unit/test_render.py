@@ -30,6 +30,7 @@ MOUNTS = (Mount("/srv/app", "/srv/app"), Mount("/srv/a&b <cfg>", "/cfg", readonl
 
 def _domain(**kw: object) -> DomainSpec:
     base: dict[str, object] = {"name": "web", "disk": M / "web.qcow2", "serial_log": M / "web.serial.log",
+                                   "base": Path("/var/cache/vmctl/images/debian-12.qcow2"),
                                    "seed": M / "web.seed.iso", "mac": "52:54:00:12:34:56",
                                    "metadata": '{"spec": {"name": "web"}, "note": "<&>"}'}
     base.update(kw)
@@ -42,7 +43,7 @@ DOMAINS = {
     "domain-disk-tcg-bridge": _domain(network=NetworkChoice("bridge", "br0")),
     "domain-disk-tcg-user": _domain(network=NetworkChoice("user", "")),
     "domain-kernel-tcg-nat": _domain(boot=KERNEL, network=NetworkChoice("network", "default")),
-    "domain-bare-no-network": _domain(network=None, seed=None, mac=None, metadata=""),
+    "domain-bare-no-network": _domain(network=None, seed=None, mac=None, metadata="", base=None),
     "domain-kernel-tcg-virtiofs": _domain(boot=KERNEL, shares=Shares(MOUNTS, "virtiofs", VIRTIOFSD)),
     "domain-disk-tcg-9p": _domain(shares=Shares(MOUNTS, "9p")),
 }
@@ -160,3 +161,13 @@ def test_disk_boot_uses_the_boot_loader_and_kernel_boot_the_kernel() -> None:
     kernel = ET.fromstring(domain_xml(_domain(boot=KERNEL)))
     assert disk.find("os/boot") is not None and disk.find("os/kernel") is None
     assert kernel.findtext("os/kernel") == str(KERNEL.kernel) and kernel.findtext("os/cmdline") == KERNEL.cmdline
+
+
+def test_the_shared_base_image_is_never_handed_to_a_guest() -> None:
+    """libvirt's dynamic ownership would chown the whole backing chain to libvirt-qemu and
+    never give it back: every VM's QEMU could then rewrite the base all VMs boot from."""
+    root = ET.fromstring(domain_xml(_domain()))
+    store = root.find("devices/disk/backingStore")
+    assert store is not None and store.find("source").get("file") == "/var/cache/vmctl/images/debian-12.qcow2"
+    label = store.find("source/seclabel")
+    assert label is not None and label.get("model") == "dac" and label.get("relabel") == "no"

@@ -30,7 +30,7 @@ from ..hypervisor.driver import Hypervisor
 from ..hypervisor.xml import domain_xml
 from ..model.record import METADATA_NS
 from ..model.spec import BootMode, DiskBoot, DomainSpec, KernelBoot
-from .catalog import CachedImage
+from .catalog import CachedImage, shared_read_only
 from .leftovers import unowned
 
 PREFIX = "vmctl-image-test-"
@@ -80,10 +80,12 @@ def boot_test(
     clear_stale_tests(hv, workdir, progress)
     name = f"{PREFIX}{secrets.token_hex(3)}"
     disk, serial_log = files_of(workdir, name)
+    shared_read_only(image)
     spec = DomainSpec(
         name=name,
         disk=disk,
         serial_log=serial_log,
+        base=Path(image.path),
         accel="kvm" if accel == "kvm" else "tcg",
         boot=boot_spec(image, boot),
         network=None,

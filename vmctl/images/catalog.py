@@ -365,3 +365,15 @@ def new_record(name: str, disk: Path, sha256: str, source: str, **extra: Any) ->
         created=time.time(),
         **extra,
     )
+
+
+def shared_read_only(image: CachedImage) -> None:
+    """Keep a cached image's files (disk, kernel, initrds) root's and read-only to everyone
+    else: every VM made from it reads them, none may change them. Repairs what libvirt's
+    dynamic ownership left behind before domains named their backing store (``relabel="no"``)."""
+    for path in filter(None, (image.path, image.kernel, image.initrd, image.lean_initrd)):
+        st = os.stat(path)
+        if st.st_uid != 0 or st.st_gid != 0:
+            os.chown(path, 0, 0)
+        if st.st_mode & 0o7133:  # writable or executable by group or others, or set-id bits
+            os.chmod(path, 0o644)

@@ -31,7 +31,7 @@ from ..hypervisor.console import read, tail
 from ..hypervisor.disks import create_overlay
 from ..hypervisor.xml import domain_xml
 from ..images.boottest import boot_spec
-from ..images.catalog import Cache, CachedImage
+from ..images.catalog import Cache, CachedImage, shared_read_only
 from ..model.mounts import Shares
 from ..model.ports import overlapping, parse_all
 from ..model.profiles import profile
@@ -274,6 +274,7 @@ class _Run:
             serial_log=str(host.file(spec.name, "serial.log")), accel=accel, netns=host.netns,
             created=time.time(), phases=("define",),  # true once the domain exists, as it does with this record
         )
+        shared_read_only(image)
         create_overlay(Path(image.path), Path(record.disk), spec.disk_gib)
         keys = [host.client_public_key(), *spec.ssh_keys]
         seed = seed_data(hostname=spec.name, instance_id=record.instance_id, user=user,
@@ -281,7 +282,7 @@ class _Run:
                          meta_extra=profile(spec.profile).meta_data, shares=self.shares)
         write_seed(seed, Path(record.seed))
         domain = DomainSpec(
-            name=spec.name, disk=Path(record.disk), serial_log=Path(record.serial_log),
+            name=spec.name, disk=Path(record.disk), serial_log=Path(record.serial_log), base=Path(image.path),
             cpus=spec.cpus, memory_mib=spec.memory_mib, accel="kvm" if accel == "kvm" else "tcg",
             boot=boot, seed=Path(record.seed),
             network=NetworkChoice.parse(spec.network), mac=mac, metadata=record.to_json(), shares=self.shares,

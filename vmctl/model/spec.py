@@ -120,7 +120,7 @@ class NetworkChoice:
         return "user" if self.kind == "user" else f"{self.kind}:{self.source}"
 
 
-MAC_RE = re.compile(r"^52:54:00(:[0-9a-f]{2}){3}$")
+MAC_RE = re.compile(r"52:54:00(:[0-9a-f]{2}){3}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,7 @@ class DomainSpec:
     name: str
     disk: Path
     serial_log: Path
+    base: Path | None = None  # the disk's backing image: shared, so QEMU may read it and never own it
     cpus: int = 2
     memory_mib: int = 1024
     accel: Accel = "tcg"
@@ -161,7 +162,7 @@ class DomainSpec:
         check_name(self.name)
         check_range(self.cpus, 1, MAX_CPUS, "vCPUs")
         check_range(self.memory_mib, MIN_MEMORY, MAX_MEMORY, "memory (MiB)")
-        if self.mac is not None and not MAC_RE.match(self.mac):
+        if self.mac is not None and not MAC_RE.fullmatch(self.mac):
             raise ConfigError(f"invalid MAC address {self.mac!r}: use 52:54:00:xx:xx:xx")
 
 
