@@ -97,3 +97,14 @@ def test_the_runtime_gives_the_qemu_user_the_kvm_node_udev_would(tmp_path: Path)
     assert mode(node) == 0o660 and node.stat().st_gid == kvm
     assert f"mount --bind {node} {KVM_DEVICE}" in runtime._start_script()
     assert stat.S_IMODE(os.stat(KVM_DEVICE).st_mode) == stat.S_IMODE(device.st_mode)  # the host's is untouched
+
+
+def test_a_state_directory_that_is_a_symlink_is_refused(passable: Path) -> None:
+    """Root would otherwise chmod/chown what it points to (a planted link under /var/tmp)."""
+    target = passable / "etc-like"
+    target.mkdir(mode=0o755)
+    link = passable / "state"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="is not a directory of this user's"):
+        private_dir(link)
+    assert mode(target) == 0o755

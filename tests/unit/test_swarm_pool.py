@@ -28,6 +28,7 @@ class FakeVM:
     def __init__(self, world: World, spec: MachineSpec, state: str = "running") -> None:
         self.world, self.spec, self.name, self.state = world, spec, spec.name, state
         self.ip = f"10.0.0.{len(world.vms) + 1}"
+        self.missing_phases: tuple[str, ...] = ()
 
     def start(self) -> float:
         self.world.event(f"start {self.name}")
@@ -83,7 +84,11 @@ class FakeHost:
     def list(self) -> list[FakeVM]:
         return sorted(self.world.vms.values(), key=lambda m: m.name)
 
-    def up(self, spec: MachineSpec) -> FakeVM:
+    def up(self, spec: MachineSpec, progress: object = None) -> FakeVM:
+        if (vm := self.world.vms.get(spec.name)) is not None:  # an interrupted node: up resumes it
+            self.world.event(f"resume {spec.name}")
+            vm.missing_phases = ()
+            return vm
         self.world.event(f"create {spec.name}")
         self.world.vms[spec.name] = FakeVM(self.world, spec)
         return self.world.vms[spec.name]
@@ -173,6 +178,13 @@ def test_the_pools_own_nodes_are_kept_and_the_missing_ones_made(world: World) ->
     assert {"start web-1", "create web-2", "docker on web-1", "docker on web-2"} <= set(world.events)
     assert "swarm init on web-1" in world.events and "join web-2" in world.events
     assert [n["name"] for n in status.nodes] == ["web-1", "web-2"]
+
+
+def test_a_node_an_interrupted_pool_up_left_incomplete_is_resumed_by_up(world: World) -> None:
+    world.add("web-1", pool="web")
+    world.vms["web-1"].missing_phases = ("ssh", "cloud_init")
+    Pool(None, "web").up(PoolSpec("web", size=1))
+    assert world.events[:2] == ["resume web-1", "docker on web-1"] and not world.vms["web-1"].missing_phases
 
 
 def test_a_spec_for_another_pool_is_refused(world: World) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .poll import Look, wait_for
-from .proc import cmdline
 from .progress import NoProgress, Progress
 
 LOCK_TIMEOUT = 3600.0  # longer than any one vmctl operation's own bounded waits
@@ -90,7 +89,10 @@ def _holder(path: Path) -> str:
         pid = int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return "held by another process"
-    command = " ".join(cmdline(pid)[:4]) or "gone"
+    try:  # comm, not cmdline: reading a stuck (state D) process's cmdline can block
+        command = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        command = "gone"
     return f"held by PID {pid}: {command}"
 
 

@@ -64,17 +64,23 @@ def qemu_gid() -> int | None:
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (mode 0700) or tighten it: nobody but root may list or read it.
+    """Create ``path`` (mode 0700) or tighten it: nobody but its owner may list or read it.
 
     The guests' QEMU user may pass through it (mode 0710, group libvirt-qemu) to
     open the disk libvirt hands it; it can neither list the directory nor read a
-    file in it that libvirt did not give it. Made with the mode: never open for a moment."""
+    file in it that libvirt did not give it. Made with the mode: never open for a moment.
+    A symlink, or a directory someone else owns, is refused: root would otherwise
+    change the mode of whatever it points to, or write where another user can."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         path.mkdir(mode=0o700)
     except FileExistsError:
         pass
-    gid = qemu_gid()
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise ConfigError(f"{path} is not a directory of this user's (a symlink, a file, or owned by UID "
+                          f"{st.st_uid})", hint="point VMCTL_STATE_DIR at a directory vmctl may create itself")
+    gid = qemu_gid() if os.geteuid() == 0 else None  # (a user's own session libvirt runs QEMU as that user)
     if gid is None:
         os.chmod(path, 0o700)
     else:

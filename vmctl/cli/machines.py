@@ -388,6 +388,9 @@ def down(ctx: click.Context, names: tuple[str, ...]) -> None:
     for name in names:  # every name checked before any VM is touched
         check_name(name, "VM name")
     with _host(ctx) as host, output.progress(False) as progress:
+        if missing := [name for name in names if not host.exists(name)]:  # before any is removed
+            raise ConfigError(f"no VM named {missing[0]!r} on {host.uri}; nothing was removed",
+                              hint="'vmctl ls' lists the VMs")
         for name in names:
             if not host.delete(name, progress):
                 raise ConfigError(f"no VM named {name!r} on {host.uri}", hint="'vmctl ls' lists the VMs")

@@ -27,6 +27,7 @@ import grp
 import json
 import os
 import shlex
+import shutil
 import stat
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -190,6 +191,10 @@ class Runtime:
                 # daemon restarted next to them gets that too, not a newer vmctl's
                 self._write_config()
             if plan.fresh:
+                # nothing of the runtime runs: what /run/libvirt holds (guests' status, PIDs)
+                # is from before (a reboot, a kill): libvirtd must not act on it
+                shutil.rmtree(self.paths.run, ignore_errors=True)
+                self.paths.run.mkdir(parents=True, exist_ok=True)
                 self._create_netns()
             for daemon in plan.stop:
                 self._stop_daemon(daemon)

@@ -10,7 +10,7 @@ from .._core.locks import file_lock
 from .._core.paths import machines_dir, private_machines_dir, state_dir
 from .._core.proc import run
 from .._core.progress import NoProgress, Progress
-from ..errors import NoSuchMachine, NotManaged
+from ..errors import HypervisorError, NoSuchMachine, NotManaged, VmctlError
 from ..guest.keys import client_key
 from ..hypervisor.driver import Hypervisor
 from ..hypervisor.runtime import Runtime, resolve_uri
@@ -19,7 +19,7 @@ from ..model.record import METADATA_NS, Record
 from ..model.spec import DEFAULT_NETWORK, MachineSpec, NetworkChoice, NetworkSpec, check_name
 from . import forwarder
 from .lifecycle import Timeline, Timeouts, up
-from .machine import Machine
+from .machine import FILE_SUFFIXES, Machine
 
 STORAGE_POOL = "vmctl"  # the libvirt storage pool over the machines directory
 
@@ -31,7 +31,6 @@ def prepare_host(hv: Hypervisor, network: NetworkSpec = DEFAULT_NETWORK) -> None
     hv.ensure_storage_pool(STORAGE_POOL, storage_pool_xml(STORAGE_POOL, str(machines_dir())))
 
 
-FILE_SUFFIXES = ("qcow2", "seed.iso", "serial.log", "lock", "known_hosts", *forwarder.SUFFIXES)
 
 
 class Host:
@@ -95,6 +94,10 @@ class Host:
             if (record := self.record(name)) is not None:
                 yield Machine(self, name, record)
 
+    def exists(self, name: str) -> bool:
+        """Whether anything of VM ``name`` is here: its domain, or files an interrupted run left."""
+        return self.hv.exists(name) or any(self.file(name, suffix).exists() for suffix in FILE_SUFFIXES[:-1])
+
     def delete_unlocked(self, name: str) -> builtins.list[str]:
         """Power off, undefine and delete everything of VM ``name``; returns what was removed.
 
@@ -125,9 +128,13 @@ class Host:
         net = NetworkChoice.parse(record.spec.network)
         if self.netns is None or net.kind != "network":
             return None
-        bridge = self.hv.network_bridge(net.source)
-        lease = self.hv.lease(net.source, record.mac)
-        if not (bridge and lease):
+        if not (bridge := self.hv.network_bridge(net.source)):
+            return None  # the network is gone, and its leases with it
+        try:
+            lease = self.hv.lease(net.source, record.mac)
+        except HypervisorError:
+            return None  # best effort: a lease left behind expires; a VM that cannot be deleted is worse
+        if not lease:
             return None
         return [bridge, str(lease["ipaddr"]), record.mac, *([str(lease["clientid"])] if lease.get("clientid") else [])]
 
@@ -135,8 +142,11 @@ class Host:
         """Tell the network's DHCP server the address is free (dnsmasq's ``dhcp_release``),
         so a deleted VM leaves no lease behind; it would otherwise hold the address for an hour."""
         assert self.netns is not None
-        result = run(["ip", "netns", "exec", self.netns, "dhcp_release", *lease],
-                     what=f"releasing the DHCP lease {lease[1]}", check=False, timeout=10)
+        try:
+            result = run(["ip", "netns", "exec", self.netns, "dhcp_release", *lease],
+                         what=f"releasing the DHCP lease {lease[1]}", check=False, timeout=10)
+        except VmctlError:  # (dhcp_release missing or hanging) best effort, as above
+            return False
         return result.rc == 0
 
     def delete(self, name: str, progress: Progress = NoProgress()) -> builtins.list[str]:

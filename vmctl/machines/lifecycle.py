@@ -38,7 +38,7 @@ from ..model.profiles import profile
 from ..model.record import PHASES, Record
 from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
 from . import forwarder
-from .machine import Machine
+from .machine import FILE_SUFFIXES, Machine
 from .shares import shares_for
 
 if TYPE_CHECKING:
@@ -169,8 +169,9 @@ def _forwarded(machine: Machine, progress: Progress) -> Machine:
 
 
 def _clear_leftovers(host: Host, name: str, progress: Progress) -> None:
-    """Files of a VM with no domain are what an ``up`` killed while defining it left: remove them."""
-    leftovers = [p for p in host.dir.glob(f"{name}.*") if p.name != f"{name}.lock" and p.name.split(".", 1)[0] == name]
+    """Files of a VM with no domain are what an ``up`` killed while defining it left: remove
+    them (its own files only: not its lock, held now, nor a pool's ``NAME.pool.lock``)."""
+    leftovers = [path for suffix in FILE_SUFFIXES if suffix != "lock" and (path := host.file(name, suffix)).exists()]
     if leftovers:
         forwarder.stop(host.dir, name)
         progress.phase(f"removing what an interrupted up of {name} left: {', '.join(p.name for p in leftovers)}")

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 UP_STATES = ("running", "blocked", "shutting-down")  # QEMU still there: a stop has something to do
 
 
+# A VM's files in the machines directory, NAME.SUFFIX; the lock last, so that whoever
+# deletes them holds it until the rest are gone (see file_lock on unlinked locks).
+FILE_SUFFIXES = ("qcow2", "seed.iso", "serial.log", "known_hosts", *forwarder.SUFFIXES, "lock")
+
+
 class Machine:
     """One vmctl VM on a :class:`~vmctl.host.Host`. SSH connections open lazily."""
 
@@ -83,7 +88,7 @@ class Machine:
         """The phases of ``up`` this VM has not finished (an ``up`` was interrupted);
         empty when it is complete. ``vmctl up`` of the same spec resumes them."""
         done = self.record.phases
-        if done is None:  # recorded before phases were: saved only once complete
+        if done is None:  # made before phases were recorded: taken as complete (see Record.phases)
             return ()
         return tuple(p for p in PHASES if p not in done and (p != "docker" or self.spec.docker))
 

@@ -40,7 +40,8 @@ class Record:
     created: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     # the phases of ``up`` done (see PHASES); None: made by a vmctl that did not record
-    # them, which saved a record only once ``up`` had finished, so the VM is complete
+    # them. Such a VM counts as complete (a failed old ``up`` removed its VM; only one
+    # killed outright, with no cleanup, is wrongly taken for complete)
     phases: tuple[str, ...] | None = ()
 
     def to_json(self) -> str:

@@ -147,15 +147,18 @@ class Pool:
                     self._node(host, spec.name)
 
     def _provision(self, spec: MachineSpec) -> str:
+        progress = _NodeProgress(self, spec.name)
         with Host(self.uri) as host:
             if host.hv.exists(spec.name):  # an existing node keeps the spec it was made with
                 machine = self._node(host, spec.name)
-                if machine.state != "running":
+                if machine.missing_phases:  # a pool up or scale was interrupted while making it
+                    machine = host.up(machine.spec, progress=progress)
+                elif machine.state != "running":
                     self._phase(f"{spec.name}: starting")
                     machine.start()
             else:
                 self._phase(f"{spec.name}: creating")
-                machine = host.up(spec)
+                machine = host.up(spec, progress=progress)
             self._phase(f"{spec.name}: Docker")
             install(machine, live_restore=False)  # live-restore is incompatible with swarm mode
             machine.close()
@@ -326,3 +329,16 @@ def pools(uri: str | None) -> dict[str, list[str]]:
             if m.spec.pool:
                 out.setdefault(m.spec.pool, []).append(m.name)
     return {k: sorted(v, key=lambda n: index_of(n, k)) for k, v in sorted(out.items())}
+
+
+class _NodeProgress:
+    """One node's phases, as the pool's progress lines (``web-2: waiting for SSH``)."""
+
+    def __init__(self, pool: Pool, node: str) -> None:
+        self.pool, self.node = pool, node
+
+    def phase(self, name: str) -> None:
+        self.pool._phase(f"{self.node}: {name}")
+
+    def advance(self, done: int, total: int | None = None) -> None:
+        pass
