@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_start_twice_is_one_runtime(runtime: dict[str, Any]) -> None:
+    before = vmctl_json("hypervisor", "status")  # (not the fixture's: other modules restart daemons)
     again = vmctl_json("hypervisor", "start")
-    assert again["pids"] == runtime["pids"]
+    assert again["pids"] == before["pids"] and again["started"] == []
     assert again["running"] and all(_alive(pid) for pid in again["pids"].values())
 
 
@@ -66,9 +69,11 @@ def test_unreachable_uri_is_a_clear_error(runtime: dict[str, Any]) -> None:
     assert not libvirt["ok"] and "cannot connect" in libvirt["detail"]
 
 
-def test_stop_ends_exactly_what_start_started(runtime: dict[str, Any], tmp_path: Path) -> None:
+def test_stop_ends_exactly_what_start_started(runtime: dict[str, Any]) -> None:
     """A second, separate runtime: start it, stop it, and find nothing of it left."""
-    env = {**os.environ, "VMCTL_STATE_DIR": str(tmp_path), "VMCTL_NETNS": f"vmctl-stop-{os.getpid()}"}
+    state = Path(tempfile.mkdtemp(prefix="vmctl-e2e-stop-", dir="/var/tmp"))  # passable for libvirt-qemu
+    env = {**os.environ, "VMCTL_STATE_DIR": str(state), "VMCTL_NETNS": f"vmctl-stop-{os.getpid()}"}
+    live = vmctl_json("hypervisor", "status")["pids"]
     started = json.loads(
         subprocess.run(
             [*VMCTL, "hypervisor", "start", "--json"], env=env, capture_output=True, text=True, check=True
@@ -79,8 +84,9 @@ def test_stop_ends_exactly_what_start_started(runtime: dict[str, Any], tmp_path:
     subprocess.run([*VMCTL, "hypervisor", "stop"], env=env, check=True, capture_output=True)
     assert not any(_alive(pid) for pid in pids)
     assert not Path("/run/netns", env["VMCTL_NETNS"]).exists()
-    assert all(_alive(pid) for pid in runtime["pids"].values())  # the other runtime is untouched
+    assert all(_alive(pid) for pid in live.values())  # the other runtime is untouched
     stopped = subprocess.run(
         [*VMCTL, "hypervisor", "status", "--json"], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(stopped.stdout)["running"] is False
+    shutil.rmtree(state)
