@@ -27,6 +27,7 @@ class Served:
     wrong_checksum: bool = False
     cut_at: int | None = None  # close the connection after this many body bytes
     validators: bool = True  # send ETag and Last-Modified with the image
+    wrong_range: bool = False  # answer a Range with another part (206 from byte 0)
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (302)
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range)
     if_ranges: list[str | None] = field(default_factory=list)  # If-Range of each image request
@@ -71,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
     def _image(self) -> None:
         body, status, start = self.served.image, 200, 0
         if self._wants_range():
-            start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+            start = 0 if self.served.wrong_range else int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
             body, status = body[start:], 206
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))

@@ -122,6 +122,19 @@ def test_a_file_changed_since_the_cut_off_starts_again_instead_of_being_spliced(
     assert image.sha256 == hashlib.sha256(qcow2_changed).hexdigest()
 
 
+def test_a_part_the_server_did_not_ask_for_starts_the_download_again(
+    definition: str, server: ImageServer, qcow2: bytes, isolated: Path
+) -> None:
+    """A 206 whose Content-Range is not where the partial file ends must not be spliced in."""
+    server.served.cut_at = len(qcow2) // 2
+    with pytest.raises(vmctl.DownloadError, match="stopped after"):
+        vmctl.image_pull(definition)
+    server.served.cut_at, server.served.wrong_range = None, True
+    image = vmctl.image_pull(definition)
+    assert server.served.requests[-1] == ("/disk.qcow2", None)  # asked again for the whole file
+    assert Path(image.path).read_bytes() == qcow2
+
+
 def test_a_part_without_a_validator_starts_again(
     definition: str, server: ImageServer, qcow2: bytes, isolated: Path
 ) -> None:

@@ -16,6 +16,7 @@ on the server since comes back whole, and is never spliced onto the old part.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import urllib.error
@@ -115,7 +116,7 @@ def _fetch_text(url: str, timeout: float, allow_http: bool) -> str:
     try:
         with _open(url, timeout, allow_http) as response:
             return str(response.read(4 << 20).decode(errors="replace"))
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise DownloadError(f"cannot fetch {url}: {_reason(e)}", url=url) from e
 
 
@@ -162,6 +163,11 @@ def fetch(url: str, part: Path, progress: Progress, timeout: float = 30, allow_h
     try:
         with _open(urllib.request.Request(url, headers=headers), timeout, allow_http) as response:
             if offset and not _resumed(response, offset):
+                if response.status == 206:  # a part we did not ask for: start again, asking for all
+                    response.close()
+                    discard(part)
+                    fetch(url, part, progress, timeout, allow_http)
+                    return
                 offset = 0  # the file changed (If-Range), or the server ignored Range: start again
             if not offset:
                 _record_validator(part, validator(response.headers))
@@ -174,7 +180,7 @@ def fetch(url: str, part: Path, progress: Progress, timeout: float = 30, allow_h
         if e.code == 416 and offset:  # already complete (the checksum tells if it is not)
             return
         raise DownloadError(f"downloading {url}: HTTP {e.code} {e.reason}", url=url) from e
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # (IncompleteRead, InvalidURL)
         raise DownloadError(
             f"downloading {url} stopped after {_size(part)} bytes: {_reason(e)}", url=url
         ) from e
