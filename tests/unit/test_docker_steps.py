@@ -11,7 +11,7 @@ import pytest
 
 from vmctl._core.render import render
 from vmctl.engine.containers import tar_kind
-from vmctl.engine.debs import Deb, parse_simulation
+from vmctl.engine.debs import Deb, parse_simulation, settled
 from vmctl.engine.install import METHODS, PACKAGES, daemon_json, steps
 from vmctl.errors import ConfigError
 
@@ -94,3 +94,16 @@ def test_ssh_include_is_added_once_and_stale_ones_are_dropped(tmp_path: Path, mo
     text = config.read_text()
     assert text.count("Include ") == 1 and f"Include {sshconfig.config_dir()}/*.conf" in text.splitlines()[1]
     assert "/gone/away" not in text and "Host mine\n  User me" in text
+
+
+def test_packages_an_interrupted_dpkg_left_in_between_are_resolved_again() -> None:
+    """containerd unpacked, docker.io half-installed: both are installed again, tini stays."""
+    status = "\n\n".join([
+        "Package: tini\nStatus: install ok installed\nVersion: 0.19",
+        "Package: containerd\nStatus: install ok unpacked\nVersion: 1.6",
+        "Package: docker.io\nStatus: install reinstreq half-installed\nVersion: 20.10",
+        "Package: runc\nStatus: install ok half-configured\nVersion: 1.1",
+    ]) + "\n"
+    kept = settled(status)
+    assert "Package: tini" in kept
+    assert all(f"Package: {name}" not in kept for name in ("containerd", "docker.io", "runc"))

@@ -79,10 +79,13 @@ class AptRoot:
 
     def fetch(self, status: Path, packages: list[str]) -> list[Path]:
         """Resolve ``packages`` against ``status`` and download what is missing; returns the files."""
+        status.write_text(settled(status.read_text(errors="replace")))
         with file_lock(self.root.parent / f"{self.root.name}.lock"):
             self.prepare()
             self.update(status)
-            apt = ["apt-get", *self.options(status), "install", "-y", "-q"]
+            # --fix-broken: a guest whose install was interrupted has half-installed packages;
+            # apt then plans their reinstall (and missing dependencies) with what was asked for
+            apt = ["apt-get", *self.options(status), "install", "-y", "-q", "--fix-broken"]
             simulated = run([*apt, "-s", *packages], what="apt-get install -s", timeout=300)
             debs = parse_simulation(simulated.stdout)
             if debs:
@@ -94,3 +97,16 @@ class AptRoot:
         if not path.exists():
             raise VmctlError(f"apt did not download {deb.filename}")
         return path
+
+
+UNSETTLED = ("half-installed", "unpacked", "half-configured")
+
+
+def settled(status: str) -> str:
+    """A dpkg status file without the packages an interrupted dpkg left in between
+    (unpacked, half-installed, half-configured): resolved against it, they are
+    installed again, with whatever of their dependencies never got unpacked."""
+    stanzas = status.split("\n\n")
+    keep = [s for s in stanzas if not any(line.startswith("Status:") and line.split()[-1] in UNSETTLED
+                                          for line in s.splitlines())]
+    return "\n\n".join(keep)
