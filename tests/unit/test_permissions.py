@@ -17,6 +17,9 @@ from vmctl._core.render import render
 from vmctl.errors import ConfigError
 from vmctl.hypervisor.disks import create_overlay
 from vmctl.hypervisor.runtime import KVM_DEVICE, Runtime
+from vmctl.machines.host import Host
+from vmctl.model.record import Record
+from vmctl.model.spec import MachineSpec
 
 
 def mode(path: Path) -> int:
@@ -108,3 +111,21 @@ def test_a_state_directory_that_is_a_symlink_is_refused(passable: Path) -> None:
     with pytest.raises(ConfigError, match="is not a directory of this user's"):
         private_dir(link)
     assert mode(target) == 0o755
+
+
+def test_down_releases_every_lease_of_the_vm_s_mac() -> None:
+    """A baked VM came back with a new machine-id, so a new DHCP client ID and a second lease."""
+    class FakeHV:
+        def network_bridge(self, name: str) -> str:
+            return "vmctlbr0"
+
+        def leases(self, network: str, mac: str) -> list[dict[str, str]]:
+            return [{"ipaddr": "192.168.150.10", "clientid": "ff:00:01"},
+                    {"ipaddr": "192.168.150.11", "clientid": "ff:00:02"}]
+
+    host = Host.__new__(Host)
+    host.netns, host.hv = "ns", FakeHV()  # type: ignore[assignment]
+    record = Record(MachineSpec("web"), "debian", "ssh-ed25519 AAAA", "52:54:00:00:00:01", "iid", "/d", "/s", "/l",
+                    "tcg")
+    assert host._leases(record) == [["vmctlbr0", "192.168.150.10", "52:54:00:00:00:01", "ff:00:01"],
+                                    ["vmctlbr0", "192.168.150.11", "52:54:00:00:00:01", "ff:00:02"]]

@@ -238,12 +238,15 @@ class Hypervisor:
         except libvirt.libvirtError:
             return None
 
+    def leases(self, network: str, mac: str) -> list[dict[str, Any]]:
+        """The network's IPv4 DHCP leases for ``mac`` (libvirt's fields: ``ipaddr``, ``clientid``, ...):
+        more than one when the guest came back with another client ID (a new machine-id)."""
+        return [lease for lease in self.network_leases(network)
+                if lease.get("mac", "").lower() == mac.lower() and lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
+
     def lease(self, network: str, mac: str) -> dict[str, Any] | None:
-        """The network's IPv4 DHCP lease for ``mac`` (libvirt's fields: ``ipaddr``, ``clientid``, ...)."""
-        for lease in self.network_leases(network):
-            if lease.get("mac", "").lower() == mac.lower() and lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                return lease
-        return None
+        """The network's (first) IPv4 DHCP lease for ``mac``."""
+        return next(iter(self.leases(network, mac)), None)
 
     def lease_address(self, network: str, mac: str) -> str | None:
         """The IPv4 address the network's DHCP server leased to ``mac``."""

@@ -109,10 +109,10 @@ class Host:
             record = self.record(name)
             if record is None:
                 raise NotManaged(name, self.uri)
-            lease = self._lease(record)
+            leases = self._leases(record)
             self.hv.power_off(name)
-            if lease and self._release(lease):  # before undefine: a down killed in between knows the MAC still
-                removed.append(f"DHCP lease {lease[1]}")
+            # before undefine: a down killed in between still knows the MAC
+            removed += [f"DHCP lease {lease[1]}" for lease in leases if self._release(lease)]
             self.hv.undefine(name)
             removed.append(f"domain {name}")
         for suffix in FILE_SUFFIXES:
@@ -122,21 +122,21 @@ class Host:
                 removed.append(str(path))
         return removed
 
-    def _lease(self, record: Record) -> builtins.list[str] | None:
-        """``dhcp_release``'s arguments for the VM's lease on vmctl's runtime, if it has one:
-        bridge, address, MAC and the client ID the guest used (dnsmasq matches on it)."""
+    def _leases(self, record: Record) -> builtins.list[builtins.list[str]]:
+        """``dhcp_release``'s arguments for each of the VM's leases on vmctl's runtime: bridge,
+        address, MAC and the client ID the guest used (dnsmasq matches on it; a guest whose
+        machine-id was reset, as a bake does, came back with another one and another lease)."""
         net = NetworkChoice.parse(record.spec.network)
         if self.netns is None or net.kind != "network":
-            return None
+            return []
         if not (bridge := self.hv.network_bridge(net.source)):
-            return None  # the network is gone, and its leases with it
+            return []  # the network is gone, and its leases with it
         try:
-            lease = self.hv.lease(net.source, record.mac)
+            leases = self.hv.leases(net.source, record.mac)
         except HypervisorError:
-            return None  # best effort: a lease left behind expires; a VM that cannot be deleted is worse
-        if not lease:
-            return None
-        return [bridge, str(lease["ipaddr"]), record.mac, *([str(lease["clientid"])] if lease.get("clientid") else [])]
+            return []  # best effort: a lease left behind expires; a VM that cannot be deleted is worse
+        return [[bridge, str(lease["ipaddr"]), record.mac, *([str(lease["clientid"])] if lease.get("clientid") else [])]
+                for lease in leases]
 
     def _release(self, lease: builtins.list[str]) -> bool:
         """Tell the network's DHCP server the address is free (dnsmasq's ``dhcp_release``),
