@@ -3,9 +3,12 @@ tree) is found and undone by the next build; a tree with a mount left is never r
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -260,3 +263,21 @@ def test_clear_stale_builds_leaves_a_live_build_alone(tmp_path: Path, hold_lock:
     progress = Phases()
     clear_stale_builds(cache, "x", progress)
     assert live.exists() and progress.phases == []
+
+
+def test_clear_tries_again_when_something_wrote_into_the_tree_meanwhile(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An orphan's late child (apt, dpkg) writes while the tree goes: ENOTEMPTY, then another round."""
+    real, calls = shutil.rmtree, []
+
+    def racing(path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(errno.ENOTEMPTY, "Directory not empty")
+        real(path)
+
+    monkeypatch.setattr(shutil, "rmtree", racing)
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    clear(tree)
+    assert len(calls) == 2 and not tree.exists()

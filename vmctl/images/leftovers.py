@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -155,24 +156,32 @@ def processes_in(root: Path) -> list[int]:
 # all of it -------------------------------------------------------------------------------
 
 
-def clear(path: Path) -> None:
+def clear(path: Path, rounds: int = 5) -> None:
     """Stop what works in ``path``, unmount what is mounted in it, detach the loop
-    devices on its files, then remove it; :class:`ImageError` if a mount stays."""
+    devices on its files, then remove it; :class:`ImageError` if a mount stays.
+
+    An orphan mmdebstrap may start another process (apt, dpkg) between the look at
+    /proc and its end, which then writes into ``path`` while it is removed: so all of
+    it is done again, up to ``rounds`` times, until the removal succeeds."""
     if not path.exists():
         return
     root = path.resolve()
-    for pid in processes_in(root):
-        terminate(pid, grace=GRACE)
-    unmount_all(root)
-    detach_loops(root)
-    if stuck := _mounts(root):
-        raise ImageError(f"cannot remove {path}: {stuck[0]} is still mounted",
-                         hint=f"unmount it ('umount --lazy {stuck[0]}') and run the command again")
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    except OSError as e:
-        raise ImageError(f"cannot remove {path}: {e.strerror}",
-                         hint="remove it by hand and run the command again") from e
+    for attempt in range(1, rounds + 1):
+        for pid in processes_in(root):
+            terminate(pid, grace=GRACE)
+        unmount_all(root)
+        detach_loops(root)
+        if stuck := _mounts(root):
+            raise ImageError(f"cannot remove {path}: {stuck[0]} is still mounted",
+                             hint=f"unmount it ('umount --lazy {stuck[0]}') and run the command again")
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            return
+        except OSError as e:
+            if attempt == rounds:
+                raise ImageError(f"cannot remove {path}: {e.strerror}",
+                                 hint="remove it by hand and run the command again") from e
+            time.sleep(1)
