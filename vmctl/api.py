@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._core.locks import file_lock
-from ._core.paths import machines_dir
+from ._core.paths import machines_dir, private_machines_dir
 from ._core.progress import NoProgress, Progress
 from .errors import HypervisorError, ImageError
 from .hypervisor.accel import accelerator
@@ -31,7 +31,8 @@ def connect(uri: str | None = None) -> Host:
 def hypervisor_start(progress: Progress = NoProgress()) -> RuntimeStatus:
     """Start vmctl's private runtime (idempotent) with its network and storage."""
     runtime = Runtime()
-    progress.phase("starting libvirtd and virtlogd")
+    private_machines_dir()  # a state directory QEMU cannot use is refused before anything starts
+    progress.phase("starting what of the runtime is not running")
     status = runtime.start()
     progress.phase("preparing network and storage")
     with Hypervisor(runtime.uri) as hv:
