@@ -21,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._core.progress import NoProgress, Progress
+from .._core.progress import Labelled, NoProgress, Progress
 from ..engine import containers
 from ..engine.install import CHECK_IMAGE
 from ..errors import ConfigError, VmctlError
@@ -64,19 +64,6 @@ class LabConfig:
         MachineSpec("lab", image=self.image, cpus=self.cpus, memory_mib=self.memory_mib)  # same checks as up
 
 
-class _Labelled:
-    """Progress of one run: its phases prefixed with ``stock 1/3:``."""
-
-    def __init__(self, inner: Progress, label: str) -> None:
-        self.inner, self.label = inner, label
-
-    def phase(self, name: str) -> None:
-        self.inner.phase(f"{self.label}: {name}")
-
-    def advance(self, done: int, total: int | None = None) -> None:
-        self.inner.advance(done, total)
-
-
 class _ConsoleWatch:
     """Polls a serial log every 0.1 s in a thread, on the timeline's clock."""
 
@@ -115,7 +102,7 @@ def run_lab(host: Host, config: LabConfig, progress: Progress = NoProgress(), co
         for profile in config.profiles:
             label = f"{profile} {i}/{config.runs}"
             try:
-                run, seen = _one_run(host, config, profile, f"lab-{tag}-{profile}-{i}", _Labelled(progress, label))
+                run, seen = _one_run(host, config, profile, f"lab-{tag}-{profile}-{i}", Labelled(progress, label))
             except VmctlError as e:  # one failed boot is a result too; the other runs still count
                 run, seen = {"profile": profile, "phases": {}, "error": str(e), "hint": e.hint}, {}
             runs.append({"run": i, **run})

@@ -13,7 +13,6 @@ while it joins). A VM named like a node but not made for the pool is never adopt
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from typing import TypeVar
 
 from .._core.locks import file_lock
 from .._core.paths import machines_dir
-from .._core.progress import NoProgress, Progress
+from .._core.progress import Labelled, NoProgress, Progress, Serialized
 from ..engine.install import install
 from ..errors import ConfigError, NoAddress, PoolError, VmctlError
 from ..images.catalog import Cache
@@ -116,12 +115,11 @@ class Pool:
     """A pool on one host. Nodes are ``NAME-1``, ``NAME-2``...; the first ``managers`` are managers."""
 
     def __init__(self, uri: str | None, name: str, progress: Progress = NoProgress()) -> None:
-        self.uri, self.name, self.progress = uri, check_name(name, "pool name"), progress
-        self._lock = threading.Lock()
+        # nodes are made in parallel threads, each reporting here
+        self.uri, self.name, self.progress = uri, check_name(name, "pool name"), Serialized(progress)
 
     def _phase(self, text: str) -> None:
-        with self._lock:
-            self.progress.phase(text)
+        self.progress.phase(text)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -147,7 +145,7 @@ class Pool:
                     self._node(host, spec.name)
 
     def _provision(self, spec: MachineSpec) -> str:
-        progress = _NodeProgress(self, spec.name)
+        progress = Labelled(self.progress, spec.name)
         with Host(self.uri) as host:
             if host.hv.exists(spec.name):  # an existing node keeps the spec it was made with
                 machine = self._node(host, spec.name)
@@ -330,15 +328,3 @@ def pools(uri: str | None) -> dict[str, list[str]]:
                 out.setdefault(m.spec.pool, []).append(m.name)
     return {k: sorted(v, key=lambda n: index_of(n, k)) for k, v in sorted(out.items())}
 
-
-class _NodeProgress:
-    """One node's phases, as the pool's progress lines (``web-2: waiting for SSH``)."""
-
-    def __init__(self, pool: Pool, node: str) -> None:
-        self.pool, self.node = pool, node
-
-    def phase(self, name: str) -> None:
-        self.pool._phase(f"{self.node}: {name}")
-
-    def advance(self, done: int, total: int | None = None) -> None:
-        pass
