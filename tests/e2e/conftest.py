@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from vmctl.hypervisor.runtime import Runtime
+
 VMCTL = [str(Path(sys.executable).parent / "vmctl")]  # the installed command, beside this Python
 IMAGE = os.environ.get("VMCTL_TEST_IMAGE", "debian-12")
 
@@ -123,28 +125,31 @@ def listed(name: str) -> dict[str, Any] | None:
     return next((row for row in vmctl_json("ls") if row["name"] == name), None)
 
 
+def qemu_pids(name: str) -> list[int]:
+    """The QEMU processes running VM ``name``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f"guest={name},".encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
 def traces(name: str, mac: str = "") -> list[str]:
     """What of VM ``name`` is left on the host: its domain, files, QEMU process,
     DHCP lease (by ``mac``), mounts. Empty once it is really gone."""
     left = [f"domain {name}"] if listed(name) else []
     left += [f"file {p.name}" for p in (Path(os.environ["VMCTL_STATE_DIR"]) / "machines").glob(f"{name}.*")]
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if f"guest={name},".encode() in cmdline.read_bytes():
-                left.append(f"QEMU process {cmdline.parent.name}")
-        except OSError:
-            pass
+    left += [f"QEMU process {pid}" for pid in qemu_pids(name)]
     if mac:
-        leases = subprocess.run(["virsh", "-c", os.environ.get("VMCTL_CONNECT") or _runtime_uri(), "net-dhcp-leases",
+        leases = subprocess.run(["virsh", "-c", os.environ.get("VMCTL_CONNECT") or Runtime().uri, "net-dhcp-leases",
                                  "vmctl"], capture_output=True, text=True).stdout
         left += [f"lease {line.split()[4]}" for line in leases.splitlines() if mac in line]
     left += [f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines()
              if f"/{name}." in line or f"/{name}/" in line]
     return left
-
-
-def _runtime_uri() -> str:
-    return f"qemu:///system?socket={os.environ['VMCTL_STATE_DIR']}/runtime/sock/libvirt-sock"
 
 
 # Where the Docker host's up is killed (SIGKILL), in order, and how long after the phase began.

@@ -25,7 +25,7 @@ import vmctl
 from vmctl.guest.keys import generate
 from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import IMAGE, VMCTL, listed, run_readme_python, traces, until
+from .conftest import IMAGE, VMCTL, listed, qemu_pids, run_readme_python, traces, until
 from .conftest import vmctl as run_vmctl
 
 DISK, KERNEL, RACE = "e2e-disk", "e2e-kernel", "e2e-race"
@@ -218,13 +218,9 @@ def test_a_daemon_killed_under_running_guests_is_restarted_alone(machines: dict[
 
 
 def _qemu_pid(name: str) -> int:
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if f"guest={name},".encode() in cmdline.read_bytes():
-                return int(cmdline.parent.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no QEMU process for {name}")
+    pids = qemu_pids(name)
+    assert len(pids) == 1, f"QEMU processes for {name}: {pids}"
+    return pids[0]
 
 
 def test_down_killed_midway_then_down_again_leaves_nothing(machines: dict[str, Any]) -> None:
