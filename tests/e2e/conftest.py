@@ -45,6 +45,14 @@ def vmctl_json(*args: str) -> Any:
     return json.loads(vmctl(*args, "--json").stdout)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``VMCTL_TEST_ORDER=reverse`` runs the tests last to first: a test that needs
+    another to have run first (or not to have run) fails then. Every test makes
+    sure of what it needs itself (see ``running``), so both orders pass."""
+    if os.environ.get("VMCTL_TEST_ORDER") == "reverse":
+        items.reverse()
+
+
 @pytest.fixture(scope="session")
 def runtime() -> Iterator[dict[str, Any]]:
     # Not under pytest's tmp_path: that sits in a 0700 directory the guests' QEMU
@@ -73,6 +81,7 @@ def runtime() -> Iterator[dict[str, Any]]:
 
 
 DOCK, BAKED_IMAGE = "e2e-dock", "e2e-docker-baked"
+DOCK_UP = ["up", DOCK, "--image", IMAGE, "--docker"]
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -125,6 +134,19 @@ def listed(name: str) -> dict[str, Any] | None:
     return next((row for row in vmctl_json("ls") if row["name"] == name), None)
 
 
+def running(name: str, *up: str) -> dict[str, Any]:
+    """``vmctl inspect NAME``, once the VM is running and complete: a test run alone,
+    or after one that stopped or removed it, gets it back (``start``, or ``vmctl up
+    NAME *UP`` when it is gone). In the usual order this is one ``ls``."""
+    row = listed(name)
+    if row is None or not row["complete"]:
+        assert up, f"VM {name} is gone and this test cannot make it again"
+        vmctl("up", name, *up)
+    elif row["state"] != "running":
+        vmctl("start", name)
+    return dict(vmctl_json("inspect", name))
+
+
 def qemu_pids(name: str) -> list[int]:
     """The QEMU processes running VM ``name``."""
     found = []
@@ -169,7 +191,7 @@ def dockerhost(runtime: dict[str, Any], home: Path) -> Iterator[dict[str, Any]]:
     It is made the hard way: its ``up`` is SIGKILLed once in each phase of
     DOCK_KILLS and run again; what ``ls`` said after each kill is kept under
     ``interrupted`` for tests/e2e/test_faults.py, and the last ``up`` finishes it."""
-    argv = ["up", DOCK, "--image", IMAGE, "--docker"]
+    argv = DOCK_UP
     mac = ""
     try:
         seen = []
@@ -185,15 +207,26 @@ def dockerhost(runtime: dict[str, Any], home: Path) -> Iterator[dict[str, Any]]:
         assert traces(DOCK, mac) == []
 
 
+@pytest.fixture
+def dock(dockerhost: dict[str, Any]) -> dict[str, Any]:
+    """The shared Docker host, running (a bake leaves it stopped): ``inspect``'s view."""
+    return running(DOCK, *DOCK_UP[2:])
+
+
 @pytest.fixture(scope="session")
 def baked_image(dockerhost: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The Docker host captured as a base image (the source VM is left stopped). The
-    first bake is SIGKILLed while it flattens the disk; the second cleans up after it."""
+    """The Docker host captured as a base image. The first bake is SIGKILLed while it
+    flattens the disk; the second cleans up after it. What the source VM was before
+    (its machine-id) and after (``inspect``: the bake leaves it stopped) is kept."""
     argv = ["image", "bake", BAKED_IMAGE, "--from", DOCK]
     try:
+        running(DOCK, *DOCK_UP[2:])
+        machine_id = vmctl("ssh", DOCK, "--", "cat /etc/machine-id").stdout.strip()
         killed_at(argv, "flattening the disk", 1.0)
         again = vmctl(*argv)  # (its progress on stderr says what it cleaned up)
         image = next(row for row in vmctl_json("image", "ls") if row["name"] == BAKED_IMAGE)
-        yield {**image, "rebaked": again.stderr}
+        after = vmctl_json("inspect", DOCK)
+        after["socket_left"] = Path(after["disk"]).with_suffix(".docker.sock").exists()
+        yield {**image, "rebaked": again.stderr, "source_machine_id": machine_id, "source_after": after}
     finally:
         vmctl("image", "rm", "--force", BAKED_IMAGE, check=False)

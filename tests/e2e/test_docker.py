@@ -33,26 +33,26 @@ def test_up_with_docker_reports_the_docker_phase(dockerhost: dict[str, Any]) -> 
     print(f"\nfresh Docker host: {dockerhost['timings']}")
 
 
-def test_a_container_runs_through_vmctl_ssh_as_the_login_user(dockerhost: dict[str, Any]) -> None:
+def test_a_container_runs_through_vmctl_ssh_as_the_login_user(dock: dict[str, Any]) -> None:
     out = run_vmctl("ssh", DOCK, "--", "docker run --rm --network none vmctl/busybox:latest echo hello-from-container")
     assert out.stdout.strip() == "hello-from-container"
     config = json.loads(run_vmctl("ssh", DOCK, "--", "cat /etc/docker/daemon.json").stdout)
     assert config["log-opts"]["max-size"] == "10m" and config["live-restore"] is True
 
 
-def test_install_again_does_nothing(dockerhost: dict[str, Any]) -> None:
+def test_install_again_does_nothing(dock: dict[str, Any]) -> None:
     result = json.loads(run_vmctl("docker", "install", DOCK, "--json").stdout)
     assert result["changed"] is False and result["version"].startswith("20.")
 
 
-def test_a_half_finished_install_is_completed(dockerhost: dict[str, Any]) -> None:
+def test_a_half_finished_install_is_completed(dock: dict[str, Any]) -> None:
     run_vmctl("ssh", DOCK, "--", "sudo rm /etc/docker/daemon.json && sudo systemctl stop docker docker.socket")
     result = json.loads(run_vmctl("docker", "install", DOCK, "--json").stdout)
     assert result["changed"] is True and result["method"] == "offline" and result["packages"] == 0
     assert run_vmctl("ssh", DOCK, "--", "docker info --format '{{.ServerVersion}}'").stdout.strip() == result["version"]
 
 
-def test_docker_sdk_from_the_host(dockerhost: dict[str, Any]) -> None:
+def test_docker_sdk_from_the_host(dock: dict[str, Any]) -> None:
     with vmctl.connect() as host:
         sdk = host.get(DOCK).docker()
         out = sdk.containers.run("vmctl/busybox:latest", ["echo", "hello-sdk"], remove=True, network_mode="none")
@@ -62,16 +62,16 @@ def test_docker_sdk_from_the_host(dockerhost: dict[str, Any]) -> None:
 
 
 def test_the_readme_docker_example_runs_as_written(
-    dockerhost: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    dock: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The README's Docker host example, on the shared Docker host (an identical spec is reused)."""
     run_readme_python(1, {"dock": DOCK})
     assert capsys.readouterr().out == "hi\n"
     with vmctl.connect() as host:
-        assert host.get(DOCK).record.created == dockerhost["created"]  # reused, not made again
+        assert host.get(DOCK).record.created == dock["created"]  # reused, not made again
 
 
-def test_docker_sdk_refuses_a_wrong_host_key(dockerhost: dict[str, Any]) -> None:
+def test_docker_sdk_refuses_a_wrong_host_key(dock: dict[str, Any]) -> None:
     with vmctl.connect() as host:
         real = host.get(DOCK).endpoint()
         forged = Endpoint(real.machine, real.address, real.user, real.client_key, generate().public, netns=real.netns)
@@ -79,7 +79,7 @@ def test_docker_sdk_refuses_a_wrong_host_key(dockerhost: dict[str, Any]) -> None
             docker_client(SSHConnection(forged))
 
 
-def test_load_a_rootfs_tar_and_a_docker_save_archive(dockerhost: dict[str, Any], tmp_path: Path) -> None:
+def test_load_a_rootfs_tar_and_a_docker_save_archive(dock: dict[str, Any], tmp_path: Path) -> None:
     tar = tmp_path / "busybox.tar"
     run_vmctl("docker", "make-busybox", str(tar))
     assert run_vmctl("docker", "load", DOCK, str(tar), "--tag", "busybox:local").returncode == 0
@@ -104,7 +104,7 @@ def _docker(*args: str, host: str | None = None, timeout: float = 300) -> subpro
     return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_docker_env_works_with_ssh_and_the_docker_cli(dockerhost: dict[str, Any]) -> None:
+def test_docker_env_works_with_ssh_and_the_docker_cli(dock: dict[str, Any]) -> None:
     env = run_vmctl("docker", "env", DOCK, "--ssh").stdout
     host = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("export DOCKER_HOST="))
     assert host == f"ssh://vmctl-{DOCK}"
@@ -123,7 +123,7 @@ def test_docker_env_works_with_ssh_and_the_docker_cli(dockerhost: dict[str, Any]
     assert ctx.returncode == 0, ctx.stderr
 
 
-def test_the_docker_socket_is_forwarded_privately_and_shown(dockerhost: dict[str, Any]) -> None:
+def test_the_docker_socket_is_forwarded_privately_and_shown(dock: dict[str, Any]) -> None:
     report = json.loads(run_vmctl("docker", "socket", DOCK, "--json").stdout)
     path = Path(report["socket"])
     assert report["docker_host"] == f"unix://{path}" and _docker_host() == f"unix://{path}"
@@ -138,7 +138,7 @@ def test_the_docker_socket_is_forwarded_privately_and_shown(dockerhost: dict[str
     assert "docker ok" in run_vmctl("ls").stdout
 
 
-def test_the_docker_cli_and_a_context_use_the_socket(dockerhost: dict[str, Any]) -> None:
+def test_the_docker_cli_and_a_context_use_the_socket(dock: dict[str, Any]) -> None:
     version = _docker("version", "--format", "{{.Server.Version}}")
     assert version.returncode == 0 and version.stdout.strip().startswith("20."), version.stderr
     done = _docker("run", "--rm", "--network", "none", "vmctl/busybox:latest", "echo", "via-socket")
@@ -162,7 +162,7 @@ def _ssh_children(pid: int) -> list[int]:
     return found
 
 
-def test_the_docker_socket_comes_back_when_its_connection_drops(dockerhost: dict[str, Any]) -> None:
+def test_the_docker_socket_comes_back_when_its_connection_drops(dock: dict[str, Any]) -> None:
     forwarder = json.loads(run_vmctl("inspect", DOCK, "--json").stdout)["forwarder"]
     [ssh] = _ssh_children(forwarder["pid"])
     os.kill(ssh, signal.SIGKILL)  # as a dropped connection looks to the forwarder
@@ -188,7 +188,7 @@ services:
 """
 
 
-def test_docker_compose_brings_two_services_up_and_down(dockerhost: dict[str, Any], tmp_path: Path) -> None:
+def test_docker_compose_brings_two_services_up_and_down(dock: dict[str, Any], tmp_path: Path) -> None:
     """Debian 12's docker-compose, through the socket: the client reaches the web service by its name."""
     (tmp_path / "docker-compose.yml").write_text(COMPOSE)
     env = {**os.environ, "DOCKER_HOST": _docker_host()}
@@ -219,7 +219,7 @@ def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
         return int(probe.getsockname()[1])
 
 
-def test_a_port_a_container_publishes_answers_on_the_host_while_it_runs(dockerhost: dict[str, Any]) -> None:
+def test_a_port_a_container_publishes_answers_on_the_host_while_it_runs(dock: dict[str, Any]) -> None:
     port = _free_port()
     web = "mkdir -p /www && echo hello-port > /www/index.html && exec httpd -f -p 80 -h /www"
     started = _docker("run", "-d", "--name", "e2e-web", "-p", f"{port}:80", "vmctl/busybox:latest", "sh", "-c", web)
@@ -245,7 +245,7 @@ while True:
 """
 
 
-def test_a_udp_port_a_container_publishes_echoes_on_the_host(dockerhost: dict[str, Any]) -> None:
+def test_a_udp_port_a_container_publishes_echoes_on_the_host(dock: dict[str, Any]) -> None:
     port = _free_port(socket.SOCK_DGRAM)
     # busybox has no UDP server; the guest's own python3 is lent to the container, read-only
     lend = [arg for d in ("/usr", "/lib", "/lib64") for arg in ("-v", f"{d}:{d}:ro")]
@@ -268,7 +268,7 @@ def test_a_udp_port_a_container_publishes_echoes_on_the_host(dockerhost: dict[st
         _docker("rm", "-f", "e2e-udp")
 
 
-def test_idle_sessions_last(dockerhost: dict[str, Any]) -> None:
+def test_idle_sessions_last(dock: dict[str, Any]) -> None:
     """A container silent for 60 s over DOCKER_HOST=ssh://, and a shell idle for 60 s, both still answer."""
     quiet = subprocess.Popen(
         ["docker", "run", "--rm", "--network", "none", "vmctl/busybox:latest", "sh", "-c", "sleep 60; echo awake"],
@@ -287,16 +287,15 @@ def test_idle_sessions_last(dockerhost: dict[str, Any]) -> None:
     assert quiet.returncode == 0 and woke.strip() == "awake", err
 
 
-def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: pytest.FixtureRequest) -> None:
-    before = run_vmctl("ssh", DOCK, "--", "cat /etc/machine-id").stdout.strip()
-    image = request.getfixturevalue("baked_image")  # bakes DOCK now, leaving it stopped
+def test_bake_then_up_from_the_baked_image(baked_image: dict[str, Any]) -> None:
+    image = baked_image  # baked from DOCK, which it left stopped
     assert image["source"] == "bake" and image["extra"]["parent"] == IMAGE
     listed = {i["name"]: i for i in json.loads(run_vmctl("image", "ls", "--json").stdout)}
     assert image["extra"]["parent_sha256"] == listed[IMAGE]["sha256"] and listed[BAKED_IMAGE]["stale"] is None
     assert image["lean_initrd"]  # the fast profile can boot it
-    stopped = json.loads(run_vmctl("inspect", DOCK, "--json").stdout)
+    stopped = image["source_after"]
     assert stopped["state"] == "shutoff" and stopped["forwarder"] == {"state": "stopped"}
-    assert not Path(stopped["disk"]).with_suffix(".docker.sock").exists()  # the bake stopped its forwarder
+    assert not stopped["socket_left"]  # the bake stopped its forwarder
     try:
         # the fast profile: its early unit, not cloud-init, gives this new instance its keys
         vm = json.loads(
@@ -304,7 +303,7 @@ def test_bake_then_up_from_the_baked_image(dockerhost: dict[str, Any], request: 
         )
         print(f"\nDocker host from the baked image: {vm['timings']}")
         after = run_vmctl("ssh", BAKED_VM, "--", "cat /etc/machine-id").stdout.strip()
-        assert after and after != before
+        assert after and after != image["source_machine_id"]
         out = run_vmctl("ssh", BAKED_VM, "--", "docker run --rm --network none vmctl/busybox:latest hostname").stdout
         assert out.strip()
         with vmctl.connect() as host:

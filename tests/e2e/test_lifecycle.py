@@ -25,10 +25,11 @@ import vmctl
 from vmctl.guest.keys import generate
 from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import IMAGE, VMCTL, listed, qemu_pids, run_readme_python, traces, until
+from .conftest import IMAGE, VMCTL, listed, qemu_pids, run_readme_python, running, traces, until
 from .conftest import vmctl as run_vmctl
 
 DISK, KERNEL, RACE = "e2e-disk", "e2e-kernel", "e2e-race"
+SPECS = {DISK: ["--image", IMAGE], KERNEL: ["--image", IMAGE, "--boot", "kernel", "--cpus", "1"]}
 TWIN, RACE_DOWN = "second up of e2e-kernel", "down of e2e-race"  # (keys of the machines fixture)
 
 
@@ -45,14 +46,14 @@ def machines(runtime: dict[str, Any]) -> Iterator[dict[str, dict[str, Any]]]:
     """VMs made by vmctl processes running at the same time: three ups of different
     names, a second up of one of them, and a down racing the third one's up."""
     procs = {
-        DISK: _popen("up", DISK, "--image", IMAGE, "--json"),
-        KERNEL: _popen("up", KERNEL, "--image", IMAGE, "--boot", "kernel", "--cpus", "1", "--json"),
+        DISK: _popen("up", DISK, *SPECS[DISK], "--json"),
+        KERNEL: _popen("up", KERNEL, *SPECS[KERNEL], "--json"),
         RACE: _popen("up", RACE, "--image", IMAGE, "--profile", "fast", "--cpus", "1", "--memory", "512"),
     }
     try:
         assert procs[RACE].stderr is not None
         race_printed = [procs[RACE].stderr.readline()]  # its first phase: it holds the VM's lock by now
-        procs[TWIN] = _popen("up", KERNEL, "--image", IMAGE, "--boot", "kernel", "--cpus", "1", "--json")
+        procs[TWIN] = _popen("up", KERNEL, *SPECS[KERNEL], "--json")
         procs[RACE_DOWN] = _popen("down", RACE)
         out = {name: p.communicate(timeout=1800) for name, p in procs.items()}
         for name, p in procs.items():
@@ -65,6 +66,13 @@ def machines(runtime: dict[str, Any]) -> Iterator[dict[str, dict[str, Any]]]:
     finally:
         run_vmctl("down", DISK, KERNEL, check=False)
         run_vmctl("down", RACE, check=False)
+
+
+@pytest.fixture
+def vms(machines: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The two shared VMs as ``inspect`` sees them now, running: one a test removed
+    or stopped is made or started again, so no test needs another to run first."""
+    return {name: running(name, *spec) for name, spec in SPECS.items()}
 
 
 def test_two_ups_of_one_name_at_once_make_one_vm(machines: dict[str, Any]) -> None:
@@ -90,14 +98,14 @@ def test_up_reports_the_vm_and_its_phase_timings(machines: dict[str, dict[str, A
 
 
 @pytest.mark.parametrize("name", [DISK, KERNEL])
-def test_ssh_runs_commands_and_returns_their_exit_code(machines: dict[str, Any], name: str) -> None:
+def test_ssh_runs_commands_and_returns_their_exit_code(vms: dict[str, Any], name: str) -> None:
     assert run_vmctl("ssh", name, "--", "hostname").stdout.strip() == name
     assert run_vmctl("ssh", name, "--", "exit 7", check=False).returncode == 7
     status = run_vmctl("ssh", name, "--", "cloud-init", "status").stdout
     assert "status: done" in status
 
 
-def test_interactive_ssh_reads_commands_from_stdin(machines: dict[str, Any]) -> None:
+def test_interactive_ssh_reads_commands_from_stdin(vms: dict[str, Any]) -> None:
     done = subprocess.run(
         [*VMCTL, "ssh", DISK], input="echo from-stdin-$((6*7))\n", capture_output=True, text=True, timeout=120
     )
@@ -105,7 +113,7 @@ def test_interactive_ssh_reads_commands_from_stdin(machines: dict[str, Any]) -> 
     assert "from-stdin-42" in done.stdout
 
 
-def test_the_guest_has_exactly_the_pinned_host_key(machines: dict[str, Any]) -> None:
+def test_the_guest_has_exactly_the_pinned_host_key(vms: dict[str, Any]) -> None:
     with vmctl.connect() as host:
         machine = host.get(DISK)
         guest_key = machine.run("sudo cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
@@ -115,7 +123,7 @@ def test_the_guest_has_exactly_the_pinned_host_key(machines: dict[str, Any]) -> 
         machine.close()
 
 
-def test_another_host_key_is_refused(machines: dict[str, Any]) -> None:
+def test_another_host_key_is_refused(vms: dict[str, Any]) -> None:
     with vmctl.connect() as host:
         machine = host.get(DISK)
         real = machine.endpoint()
@@ -126,7 +134,7 @@ def test_another_host_key_is_refused(machines: dict[str, Any]) -> None:
         assert SSHConnection(real).run("true").rc == 0  # the pinned key itself is accepted
 
 
-def test_python_api_runs_and_copies(machines: dict[str, Any], tmp_path: Path) -> None:
+def test_python_api_runs_and_copies(vms: dict[str, Any], tmp_path: Path) -> None:
     with vmctl.connect() as host:
         names = [m.name for m in host.list()]
         assert DISK in names and KERNEL in names
@@ -142,7 +150,7 @@ def test_python_api_runs_and_copies(machines: dict[str, Any], tmp_path: Path) ->
         machine.close()  # closing twice is safe
 
 
-def test_cp_both_ways(machines: dict[str, Any], tmp_path: Path) -> None:
+def test_cp_both_ways(vms: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "up.txt").write_text("hello guest\n")
     run_vmctl("cp", str(tmp_path / "up.txt"), f"{DISK}:/tmp/")
     assert run_vmctl("ssh", DISK, "--", "cat /tmp/up.txt").stdout == "hello guest\n"
@@ -150,16 +158,16 @@ def test_cp_both_ways(machines: dict[str, Any], tmp_path: Path) -> None:
     assert (tmp_path / "hostname").read_text().strip() == DISK
 
 
-def test_ls_and_inspect(machines: dict[str, Any]) -> None:
+def test_ls_and_inspect(vms: dict[str, Any]) -> None:
     rows = {m["name"]: m for m in json.loads(run_vmctl("ls", "--json").stdout)}
-    assert rows[DISK]["state"] == "running" and rows[DISK]["ip"] == machines[DISK]["ip"]
+    assert rows[DISK]["state"] == "running" and rows[DISK]["ip"] == vms[DISK]["ip"]
     assert rows[DISK]["complete"] is True and rows[DISK]["missing_phases"] == []
     info = json.loads(run_vmctl("inspect", KERNEL, "--json").stdout)
     assert info["host_key_fingerprint"].startswith("SHA256:") and info["spec"]["cpus"] == 1
     assert info["netns"] == os.environ["VMCTL_NETNS"]
 
 
-def test_a_guest_is_private_to_root_and_its_unprivileged_qemu(machines: dict[str, Any]) -> None:
+def test_a_guest_is_private_to_root_and_its_unprivileged_qemu(vms: dict[str, Any]) -> None:
     """No other local user can read a guest's disk, seed or console; QEMU is not root."""
     qemu_user = pwd.getpwnam("libvirt-qemu")
     assert os.stat(f"/proc/{_qemu_pid(DISK)}").st_uid == qemu_user.pw_uid
@@ -173,30 +181,30 @@ def test_a_guest_is_private_to_root_and_its_unprivileged_qemu(machines: dict[str
     assert (machines_dir / f"{DISK}.qcow2").stat().st_uid == qemu_user.pw_uid  # handed over while it runs
 
 
-def test_console_shows_the_boot(machines: dict[str, Any]) -> None:
+def test_console_shows_the_boot(vms: dict[str, Any]) -> None:
     text = run_vmctl("console", DISK).stdout
     assert "Linux version" in text and "Cloud-init" in text
 
 
-def test_up_again_with_the_same_spec_returns_it_unchanged(machines: dict[str, Any]) -> None:
+def test_up_again_with_the_same_spec_returns_it_unchanged(vms: dict[str, Any]) -> None:
     again = json.loads(run_vmctl("up", DISK, "--image", IMAGE, "--json").stdout)
-    assert again["created"] == machines[DISK]["created"] and again["ip"] == machines[DISK]["ip"]
+    assert again["created"] == vms[DISK]["created"] and again["ip"] == vms[DISK]["ip"]
 
 
-def test_up_with_a_different_spec_names_the_difference(machines: dict[str, Any]) -> None:
+def test_up_with_a_different_spec_names_the_difference(vms: dict[str, Any]) -> None:
     done = run_vmctl("up", DISK, "--image", IMAGE, "--cpus", "1", "--memory", "768", check=False)
     assert done.returncode == 1
     assert "cpus: 2 -> 1" in done.stderr and "memory_mib: 1024 -> 768" in done.stderr
 
 
-def test_stop_and_start(machines: dict[str, Any]) -> None:
+def test_stop_and_start(vms: dict[str, Any]) -> None:
     run_vmctl("stop", KERNEL)
     assert json.loads(run_vmctl("inspect", KERNEL, "--json").stdout)["state"] == "shutoff"
     run_vmctl("start", KERNEL)
     assert run_vmctl("ssh", KERNEL, "--", "hostname").stdout.strip() == KERNEL
 
 
-def test_qemu_killed_under_a_running_vm_shows_it_stopped_and_start_recovers(machines: dict[str, Any]) -> None:
+def test_qemu_killed_under_a_running_vm_shows_it_stopped_and_start_recovers(vms: dict[str, Any]) -> None:
     qemu = _qemu_pid(KERNEL)
     os.kill(qemu, signal.SIGKILL)
     assert until(lambda: (listed(KERNEL) or {}).get("state") == "shutoff"), listed(KERNEL)
@@ -205,7 +213,7 @@ def test_qemu_killed_under_a_running_vm_shows_it_stopped_and_start_recovers(mach
 
 
 @pytest.mark.parametrize("daemon", ["virtlogd", "libvirtd"])
-def test_a_daemon_killed_under_running_guests_is_restarted_alone(machines: dict[str, Any], daemon: str) -> None:
+def test_a_daemon_killed_under_running_guests_is_restarted_alone(vms: dict[str, Any], daemon: str) -> None:
     before = json.loads(run_vmctl("hypervisor", "status", "--json").stdout)
     qemu = _qemu_pid(DISK)
     os.kill(before["pids"][daemon], signal.SIGKILL)
@@ -223,8 +231,8 @@ def _qemu_pid(name: str) -> int:
     return pids[0]
 
 
-def test_down_killed_midway_then_down_again_leaves_nothing(machines: dict[str, Any]) -> None:
-    mac = machines[KERNEL]["mac"]
+def test_down_killed_midway_then_down_again_leaves_nothing(vms: dict[str, Any]) -> None:
+    mac = vms[KERNEL]["mac"]
     first = _popen("down", KERNEL)  # it prints nothing until it is done: kill it a moment in
     time.sleep(0.4)
     first.kill()
@@ -243,7 +251,7 @@ def _get(url: str) -> str | None:
         return None
 
 
-def test_port_add_and_rm_on_a_plain_vm(machines: dict[str, Any]) -> None:
+def test_port_add_and_rm_on_a_plain_vm(vms: dict[str, Any]) -> None:
     """A web server in the guest, published on the host's loopback, then unpublished."""
     run_vmctl("ssh", DISK, "--", "nohup python3 -m http.server 8000 --directory /etc >/dev/null 2>&1 &")
     with socket.socket() as probe:
@@ -263,24 +271,24 @@ def test_port_add_and_rm_on_a_plain_vm(machines: dict[str, Any]) -> None:
     assert gone.returncode == 1 and f"{DISK} does not publish '{port}'" in gone.stderr
 
 
-def test_port_add_of_a_taken_host_port_changes_nothing(machines: dict[str, Any]) -> None:
+def test_port_add_of_a_taken_host_port_changes_nothing(vms: dict[str, Any]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         done = run_vmctl("port", "add", DISK, f"{port}:8000", check=False)
     assert done.returncode == 1 and f"127.0.0.1:{port}/tcp on the host" in done.stderr
-    assert json.loads(run_vmctl("inspect", DISK, "--json").stdout)["spec"]["ports"] == []
+    assert json.loads(run_vmctl("inspect", DISK, "--json").stdout)["spec"]["ports"] == vms[DISK]["spec"]["ports"]
 
 
 def test_the_readme_python_api_example_runs_as_written(
-    machines: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    vms: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The README's first Python example, on the shared VM (an identical spec is reused), ends it."""
     run_readme_python(0, {"web": DISK})
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"{DISK} {machines[DISK]['ip']} ") and out[0].split()[2][0].isdigit()  # uname -r
-    assert f"{DISK} running {machines[DISK]['ip']}" in out
+    assert out[0].startswith(f"{DISK} {vms[DISK]['ip']} ") and out[0].split()[2][0].isdigit()  # uname -r
+    assert f"{DISK} running {vms[DISK]['ip']}" in out
     assert "no VM named 'no-such-vm'" in out[-1] and "vmctl ls" in out[-1]
     with vmctl.connect() as host:
         assert DISK not in list(host.hv.domains())

@@ -40,6 +40,24 @@ def pool(baked_image: dict[str, Any]) -> Iterator[dict[str, Any]]:
         run_vmctl("pool", "down", POOL, check=False)
 
 
+@pytest.fixture
+def live_pool(pool: dict[str, Any]) -> dict[str, Any]:
+    """The pool's status now, made again if a test took it down (``pool up`` converges):
+    a test run alone, or after ``pool down``, still finds the pool of 2."""
+    if run_vmctl("pool", "status", POOL, check=False).returncode != 0:
+        return dict(vmctl_json(*UP))
+    return dict(vmctl_json("pool", "status", POOL))
+
+
+@pytest.fixture
+def sleeper(live_pool: dict[str, Any]) -> str:
+    """A 2-replica service of the pool, at most one task per node (made if missing)."""
+    if run_vmctl("ssh", f"{POOL}-1", "--", "docker service inspect sleeper", check=False).returncode != 0:
+        _manager("docker service create --detach --no-resolve-image --name sleeper --replicas 2 "
+                 "--replicas-max-per-node 1 vmctl/busybox:latest sleep 3600")
+    return "sleeper"
+
+
 def test_a_pool_up_killed_midway_converges_on_the_next(pool: dict[str, Any]) -> None:
     assert pool["after_kill"] and all(row["complete"] is False for row in pool["after_kill"]), pool["after_kill"]
     assert [n["name"] for n in pool["nodes"]] == [f"{POOL}-1", f"{POOL}-2"]
@@ -50,8 +68,8 @@ def _manager(*args: str) -> str:
     return run_vmctl("ssh", f"{POOL}-1", "--", *args).stdout
 
 
-def test_both_nodes_are_ready_with_roles_and_labels(pool: dict[str, Any]) -> None:
-    nodes = {n["name"]: n for n in pool["nodes"]}
+def test_both_nodes_are_ready_with_roles_and_labels(live_pool: dict[str, Any]) -> None:
+    nodes = {n["name"]: n for n in live_pool["nodes"]}
     assert set(nodes) == {f"{POOL}-1", f"{POOL}-2"}
     assert all(n["status"] == "ready" and n["reachable"] and n["vm_state"] == "running" for n in nodes.values())
     assert nodes[f"{POOL}-1"]["role"] == "manager" and nodes[f"{POOL}-1"]["manager_status"] == "Leader"
@@ -68,18 +86,14 @@ def _running_tasks(service: str) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if " Running" in line]
 
 
-def test_a_two_replica_service_runs_a_task_on_each_node(pool: dict[str, Any]) -> None:
-    _manager(
-        "docker service create --detach --no-resolve-image --name sleeper --replicas 2 "
-        "--replicas-max-per-node 1 vmctl/busybox:latest sleep 3600"
-    )
+def test_a_two_replica_service_runs_a_task_on_each_node(sleeper: str) -> None:
     deadline = time.monotonic() + 300
-    while sorted(_running_tasks("sleeper")) != [f"{POOL}-1", f"{POOL}-2"]:
-        assert time.monotonic() < deadline, _manager("docker service ps sleeper")
+    while sorted(_running_tasks(sleeper)) != [f"{POOL}-1", f"{POOL}-2"]:
+        assert time.monotonic() < deadline, _manager(f"docker service ps {sleeper}")
         time.sleep(3)
 
 
-def test_scale_to_three_and_back_to_two(pool: dict[str, Any]) -> None:
+def test_scale_to_three_and_back_to_two(sleeper: str) -> None:
     """The first scale is killed while the new node boots; then two scales run at once:
     one grows the pool (resuming the node), the other waits on the pool's lock and finds it done."""
     started = time.monotonic()
@@ -101,7 +115,7 @@ def test_scale_to_three_and_back_to_two(pool: dict[str, Any]) -> None:
     with vmctl.connect() as host:
         assert f"{POOL}-3" not in list(host.hv.domains())
     deadline = time.monotonic() + 300
-    while len(_running_tasks("sleeper")) != 2:
+    while len(_running_tasks(sleeper)) != 2:
         assert time.monotonic() < deadline
         time.sleep(3)
     assert json.loads(run_vmctl("pool", "ls", "--json").stdout) == [
@@ -112,7 +126,7 @@ def test_scale_to_three_and_back_to_two(pool: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("plan") / "plan.yaml"
     path.write_text(
         "vms:\n"
@@ -127,20 +141,33 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"    image: {BAKED_IMAGE}\n"
         "    cpus: 1\n"
     )
-    return path
+    yield path
+    run_vmctl("down", "e2e-planvm", check=False)  # (when the destroy test did not run)
 
 
 def _actions(*args: str) -> dict[str, str]:
     return {o["name"]: o["action"] for o in json.loads(run_vmctl(*args, "--json").stdout)}
 
 
-def test_plan_apply_then_reapply_changes_nothing(pool: dict[str, Any], plan: Path) -> None:
+def test_plan_apply_then_reapply_changes_nothing(live_pool: dict[str, Any], plan: Path) -> None:
     assert _actions("apply", str(plan)) == {"e2e-planvm": "created", POOL: "unchanged"}
     assert run_vmctl("ssh", "e2e-planvm", "--", "cat /etc/planned").stdout.strip() == "planned"
     assert _actions("apply", str(plan)) == {"e2e-planvm": "unchanged", POOL: "unchanged"}
 
 
-def test_pool_down_leaves_no_vm_disk_or_libvirt_object(pool: dict[str, Any]) -> None:
+def test_destroy_removes_what_the_plan_declares(live_pool: dict[str, Any], plan: Path, tmp_path: Path) -> None:
+    """The plan's VM (applied here if it is not there yet) is destroyed; a pool the plan
+    declares that does not exist is reported absent. (The shared pool is left to pool down.)"""
+    run_vmctl("apply", str(plan))
+    other = tmp_path / "other.yaml"
+    other.write_text(plan.read_text().replace(f"  {POOL}:", f"  {POOL}x:"))
+    assert _actions("destroy", str(other)) == {"e2e-planvm": "destroyed", f"{POOL}x": "absent"}
+    with vmctl.connect() as host:
+        assert "e2e-planvm" not in list(host.hv.domains())
+    assert [row["name"] for row in vmctl_json("pool", "ls")] == [POOL]  # not the pool it does not name
+
+
+def test_pool_down_leaves_no_vm_disk_or_libvirt_object(live_pool: dict[str, Any]) -> None:
     nodes = [row["name"] for row in vmctl_json("ls") if row["name"].startswith(f"{POOL}-")]
     macs = {name: vmctl_json("inspect", name)["mac"] for name in nodes}
     run_vmctl("pool", "down", POOL)
@@ -151,12 +178,6 @@ def test_pool_down_leaves_no_vm_disk_or_libvirt_object(pool: dict[str, Any]) -> 
     assert not [p for p in machines.glob(f"{POOL}-*") if p.suffix != ".lock"]
     done = run_vmctl("pool", "status", POOL, check=False)
     assert done.returncode == 1 and f"no pool named '{POOL}'" in done.stderr
-
-
-def test_destroy_removes_what_the_plan_declares(runtime: dict[str, Any], plan: Path) -> None:
-    assert _actions("destroy", str(plan)) == {"e2e-planvm": "destroyed", POOL: "absent"}
-    with vmctl.connect() as host:
-        assert "e2e-planvm" not in list(host.hv.domains())
 
 
 @pytest.mark.parametrize(
