@@ -171,3 +171,12 @@ def test_the_shared_base_image_is_never_handed_to_a_guest() -> None:
     assert store is not None and store.find("source").get("file") == "/var/cache/vmctl/images/debian-12.qcow2"
     label = store.find("source/seclabel")
     assert label is not None and label.get("model") == "dac" and label.get("relabel") == "no"
+
+
+def test_a_vms_address_is_its_newest_lease() -> None:
+    from vmctl.hypervisor.driver import newest_lease
+
+    old = {"ipaddr": "192.168.150.67", "expirytime": 1_000, "clientid": "ff:00:aa"}
+    new = {"ipaddr": "192.168.150.90", "expirytime": 4_600, "clientid": "ff:00:bb"}  # new machine-id, new client ID
+    assert newest_lease([old, new]) == new and newest_lease([new, old]) == new
+    assert newest_lease([]) is None

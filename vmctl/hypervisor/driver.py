@@ -245,8 +245,8 @@ class Hypervisor:
                 if lease.get("mac", "").lower() == mac.lower() and lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
 
     def lease(self, network: str, mac: str) -> dict[str, Any] | None:
-        """The network's (first) IPv4 DHCP lease for ``mac``."""
-        return next(iter(self.leases(network, mac)), None)
+        """The network's newest IPv4 DHCP lease for ``mac`` (:func:`newest_lease`)."""
+        return newest_lease(self.leases(network, mac))
 
     def lease_address(self, network: str, mac: str) -> str | None:
         """The IPv4 address the network's DHCP server leased to ``mac``."""
@@ -290,3 +290,10 @@ class Hypervisor:
             return fn(*args)
         except libvirt.libvirtError as e:
             raise HypervisorError(f"{what} failed: {_message(e)}") from e
+
+
+def newest_lease(leases: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The lease granted last: the one that expires last (one lease time for all). A VM
+    that came back with a new client ID (a baked VM started again has a new machine-id)
+    has its old lease too, for an address nothing answers on any more."""
+    return max(leases, key=lambda lease: int(lease.get("expirytime") or 0), default=None)
