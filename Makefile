@@ -33,7 +33,7 @@ image: venv
 demo: runtime image
 	$(VMCTL) doctor
 	$(VMCTL) up demo --image $(IMAGE) --docker
-	$(VMCTL) ssh demo -- 'uname -a && cloud-init status && docker info --format "Docker {{.ServerVersion}}"'
+	$(VMCTL) ssh demo -- 'uname -a && systemctl is-active vmctl-ready.target && docker info --format "Docker {{.ServerVersion}}"'
 	$(VMCTL) docker env demo
 	DOCKER_HOST=unix://$$($(VMCTL) docker socket demo) docker run --rm --network none vmctl/busybox:latest \
 	    echo "hello from a container on the Docker host VM 'demo'"

@@ -33,6 +33,7 @@ from .errors import (
     DockerInstallError,
     DownloadError,
     GuestError,
+    GuestSetupError,
     HostKeyMismatch,
     HypervisorError,
     ImageError,
@@ -84,7 +85,8 @@ _LAZY = {
 
 __all__ = [
     "CachedImage", "ChecksumError", "CloudInitError", "CommandError", "CommandResult", "ConfigError",
-    "DockerInstallError", "DownloadError", "GuestError", "Host", "HostKeyMismatch", "HypervisorError",
+    "DockerInstallError", "DownloadError", "GuestError", "GuestSetupError", "Host", "HostKeyMismatch",
+    "HypervisorError",
     "ImageError", "Machine", "MachineNotRunning", "MachineSpec", "MachineStateError",
     "MissingDependency", "NoAddress", "NoSuchMachine", "NotManaged", "PhaseError", "PoolError",
     "ProbeError", "RuntimeStateError", "RuntimeStatus", "SSHError", "SwarmError", "Timeouts",

@@ -116,6 +116,6 @@ def diagnose(uri: str | None = None, reprobe: bool = False, progress: Progress =
     _libvirt(report, uri)
     _check(report, "storage", _storage)
     if reprobe or _accel.cached_verdict() is None:
-        progress.phase("probing the accelerator: booting a kernel under kvm, then tcg")
+        progress.phase("probing the accelerator: booting a kernel under kvm and tcg at once")
     _check(report, "accelerator", lambda: _probe(report, reprobe))
     return report

@@ -23,6 +23,7 @@ fix it), plus the fields a caller would act on (a name, a phase, an exit code)::
     ├── HostKeyMismatch          the guest's host key is not the pinned one (never retried)
     ├── GuestError               a step inside the guest failed (machine)
     │   ├── CloudInitError           cloud-init did not finish cleanly
+    │   ├── GuestSetupError          the fast profile's first-boot units did not finish
     │   └── DockerInstallError       a step of the Docker install failed (step, rc, output)
     ├── PhaseError               a phase of ``up`` failed (machine, phase, waited, cause, console)
     ├── SwarmError               a Swarm operation on a pool's nodes failed
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChecksumError", "CloudInitError", "CommandError", "ConfigError", "DockerInstallError",
-    "DownloadError", "GuestError", "HostKeyMismatch", "HypervisorError", "ImageError",
+    "DownloadError", "GuestError", "GuestSetupError", "HostKeyMismatch", "HypervisorError", "ImageError",
     "MachineNotRunning", "MachineStateError", "MissingDependency", "NoAddress", "NoSuchMachine",
     "NotManaged", "PhaseError", "PoolError", "ProbeError", "RuntimeStateError", "SSHError",
     "SwarmError", "VmctlError", "WaitTimeout",
@@ -253,6 +254,19 @@ class CloudInitError(GuestError):
             hint=f"'vmctl ssh {machine} -- sudo cat /var/log/cloud-init.log'",
         )
         self.rc, self.detail = rc, detail
+
+
+class GuestSetupError(GuestError):
+    """The guest's own first-boot setup (the fast profile's units) did not finish."""
+
+    def __init__(self, machine: str, unit: str, output: str, failed: list[str]) -> None:
+        lines = [line for line in output.strip().splitlines() if line.strip()]
+        why = f"failed: {', '.join(failed)}" if failed else (lines[-1] if lines else "no output")
+        super().__init__(
+            f"{unit} was not reached ({why})", machine=machine,
+            hint=f"'vmctl ssh {machine} -- journalctl -b -u {failed[0] if failed else unit}' says why",
+        )
+        self.unit, self.failed = unit, failed
 
 
 class DockerInstallError(GuestError):

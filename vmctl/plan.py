@@ -158,7 +158,7 @@ def _apply_vm(spec: MachineSpec, uri: str | None, progress: Progress) -> Outcome
         try:
             if host.hv.exists(spec.name):
                 existing = host.get(spec.name)
-                wanted = MachineSpec(**{**asdict(spec), "user": spec.user or existing.spec.user})
+                wanted = spec.like(existing.spec)
                 if diffs := existing.spec.differences(wanted):
                     return Outcome("vm", spec.name, "differs", "; ".join(diffs))
                 if not (missing := existing.missing_phases):

@@ -19,7 +19,7 @@ IMAGES = Path(__file__).resolve().parents[2] / "images"
 MISSING_AFTER = {
     "waiting for an address": {"ip", "ssh", "cloud_init", "docker"},
     "waiting for SSH": {"ssh", "cloud_init", "docker"},
-    "waiting for cloud-init": {"cloud_init", "docker"},
+    "waiting for the guest to be ready": {"cloud_init", "docker"},
     "installing Docker": {"docker"},
 }
 

@@ -1,5 +1,6 @@
-"""The VM lifecycle, for real: up (two processes at once, both boot modes),
-SSH with a pinned host key, cloud-init, copy, console, power, and down.
+"""The VM lifecycle, for real: up (two processes at once, both profiles: a stock
+disk boot set up by cloud-init, a fast kernel boot set up by vmctl's own units),
+SSH with a pinned host key, copy, console, power, and down.
 
 The two VMs are shared by every test in this module to keep the suite short."""
 
@@ -29,7 +30,8 @@ from .conftest import IMAGE, VMCTL, listed, qemu_pids, run_readme_python, runnin
 from .conftest import vmctl as run_vmctl
 
 DISK, KERNEL, RACE = "e2e-disk", "e2e-kernel", "e2e-race"
-SPECS = {DISK: ["--image", IMAGE], KERNEL: ["--image", IMAGE, "--boot", "kernel", "--cpus", "1"]}
+# DISK asks for the stock profile; KERNEL leaves it to the default (fast, for a built image)
+SPECS = {DISK: ["--image", IMAGE, "--profile", "stock"], KERNEL: ["--image", IMAGE, "--cpus", "1"]}
 TWIN, RACE_DOWN = "second up of e2e-kernel", "down of e2e-race"  # (keys of the machines fixture)
 
 
@@ -95,6 +97,7 @@ def test_up_reports_the_vm_and_its_phase_timings(machines: dict[str, dict[str, A
         assert set(vm["timings"]) == {"define", "start", "ip", "ssh", "cloud_init", "total"}
         assert vm["timings"]["total"] >= sum(v for k, v in vm["timings"].items() if k != "total") - 1
     assert machines[KERNEL]["spec"]["boot"] == "kernel" and machines[DISK]["spec"]["boot"] == "disk"
+    assert machines[KERNEL]["spec"]["profile"] == "fast" and machines[DISK]["spec"]["profile"] == "stock"
 
 
 @pytest.mark.parametrize("name", [DISK, KERNEL])
@@ -102,7 +105,39 @@ def test_ssh_runs_commands_and_returns_their_exit_code(vms: dict[str, Any], name
     assert run_vmctl("ssh", name, "--", "hostname").stdout.strip() == name
     assert run_vmctl("ssh", name, "--", "exit 7", check=False).returncode == 7
     status = run_vmctl("ssh", name, "--", "cloud-init", "status").stdout
-    assert "status: done" in status
+    # the fast VM had no user-data: cloud-init never ran in it (vmctl's units did its work)
+    assert ("status: done" if name == DISK else "status: disabled") in status, status
+
+
+# What the guest looks like after its first boot, as the login user sees it (root's files via sudo).
+FACTS = {
+    "hostname": "hostname",
+    "hosts": "cat /etc/hosts",
+    "user": "getent passwd debian | cut -d: -f1,3-4,5,6,7",
+    "groups": "id -nG debian",
+    "password": "sudo passwd -S debian | cut -d' ' -f2",  # L: locked
+    "sudo": "sudo -l -U debian | sed -n '/may run/,$p'",
+    "authorized_keys": "stat -c '%a %U' ~/.ssh ~/.ssh/authorized_keys && cat ~/.ssh/authorized_keys",
+    "root_keys": "sudo stat -c '%n %a %s %U' /root/.ssh /root/.ssh/authorized_keys",  # disable_root's empty file
+    "sshd": "sudo sshd -T | grep -E '^(passwordauthentication|pubkeyauthentication|permitrootlogin) '",
+    "host_keys": "ls /etc/ssh/ | grep ^ssh_host_",
+    "root_partition": "cat /sys/class/block/vda1/size /sys/class/block/vda/size",
+    "root_fs": "df -B4096 --output=size / | tail -1",
+}
+
+
+def test_a_fast_vm_is_set_up_as_cloud_init_sets_up_a_stock_one(vms: dict[str, Any]) -> None:
+    """vmctl's early units (fast, KERNEL) against cloud-init (stock, DISK), same image and disk size:
+    the same user, groups, keys, sudo rule, sshd settings, /etc/hosts, grown partition and file system."""
+    seen = {}
+    for name in (DISK, KERNEL):
+        seen[name] = {fact: run_vmctl("ssh", name, "--", command).stdout.replace(name, "NAME")
+                      for fact, command in FACTS.items()}
+    for fact in FACTS:
+        assert seen[KERNEL][fact] == seen[DISK][fact], (fact, seen[DISK][fact], seen[KERNEL][fact])
+    partition, disk = (int(n) for n in seen[KERNEL]["root_partition"].split())
+    assert partition == disk - 2048  # grown to the disk's end (10 GiB), from 1 MiB in
+    assert int(seen[KERNEL]["root_fs"]) * 4096 > 9 * 2**30  # and the file system with it
 
 
 def test_interactive_ssh_reads_commands_from_stdin(vms: dict[str, Any]) -> None:
@@ -187,6 +222,7 @@ def test_console_shows_the_boot(vms: dict[str, Any]) -> None:
 
 
 def test_up_again_with_the_same_spec_returns_it_unchanged(vms: dict[str, Any]) -> None:
+    # without --profile: the VM keeps the stock profile it was made with, though the default is fast now
     again = json.loads(run_vmctl("up", DISK, "--image", IMAGE, "--json").stdout)
     assert again["created"] == vms[DISK]["created"] and again["ip"] == vms[DISK]["ip"]
 

@@ -58,7 +58,7 @@ def test_a_stock_vm_from_the_plain_image_reads_a_host_file(runtime: dict[str, An
     tmp_path.chmod(0o755)  # pytest makes it 0700: the guest's login user could not enter it
     (tmp_path / "hello.txt").write_text("hello from the host\n")
     try:
-        vmctl("up", STOCK_VM, "--image", IMAGE, "--mount", f"{tmp_path}:/mnt/host")
+        vmctl("up", STOCK_VM, "--image", IMAGE, "--profile", "stock", "--mount", f"{tmp_path}:/mnt/host")
         assert _ssh(STOCK_VM, "cat /mnt/host/hello.txt") == "hello from the host\n"
     finally:
         vmctl("down", STOCK_VM, check=False)

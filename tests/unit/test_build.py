@@ -69,9 +69,10 @@ def test_the_image_carries_the_fast_profile_units_inert(tmp_path: Path) -> None:
     for d in ("etc/ssh", "etc/cloud/cloud.cfg.d", "var/lib/dbus", "var/lib/apt/lists", "var/cache/apt/archives", "usr"):
         (root / d).mkdir(parents=True)
     configure_rootfs(root, RECIPE)
-    script = root / "usr/lib/vmctl/fast-boot"
-    assert script.stat().st_mode & 0o111
-    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0  # it parses
+    for name in ("fast-boot", "grow-root"):
+        script = root / "usr/lib/vmctl" / name
+        assert script.stat().st_mode & 0o111
+        assert subprocess.run(["sh", "-n", str(script)]).returncode == 0  # it parses
     early = (root / "etc/systemd/system/vmctl-fast-boot.service").read_text()
     assert "Before=ssh.service" in early and "DefaultDependencies=no" in early
     assert "DHCP=ipv4" in (root / "etc/systemd/network/10-vmctl-fast-eth0.network").read_text()
@@ -80,6 +81,12 @@ def test_the_image_carries_the_fast_profile_units_inert(tmp_path: Path) -> None:
     assert "After=ssh.service" in order and "Before=containerd.service docker.service" in order
     late = (root / "etc/systemd/system/vmctl-cloud-init.service").read_text()
     assert "After=ssh.service" in late and "cloud-init init --local" in late
+    ready = (root / "etc/systemd/system/vmctl-ready.target").read_text()
+    assert "Requires=vmctl-fast-boot.service vmctl-grow-root.service" in ready
+    assert "After=vmctl-cloud-init.service cloud-config.service cloud-final.service" in ready
+    assert "DefaultDependencies=no" in ready  # else default.target -> it -> cloud-final -> multi-user: a cycle
+    grow = (root / "etc/systemd/system/vmctl-grow-root.service").read_text()
+    assert "Before=ssh.service" not in grow and "After=vmctl-fast-boot.service" in grow  # beside sshd
 
 
 def test_the_recipe_digest_follows_the_templates_the_build_installs(

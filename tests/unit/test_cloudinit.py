@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,29 @@ def test_seed_carries_what_an_ssh_login_needs_as_plain_files() -> None:
     assert files["vmctl-host-key"] == KEY.private.encode()
     assert files["vmctl-host-key.pub"] == (KEY.public + "\n").encode()
     assert files["vmctl-authorized-keys"] == b"ssh-ed25519 A a\nssh-ed25519 B b\n"
+
+
+def test_cloud_init_errors_come_from_its_status_file() -> None:
+    from vmctl.guest.cloudinit import cloud_init_errors
+
+    def status(stage: object = None, **errors: list[str]) -> str:
+        stages = {s: {"errors": errors.get(s.replace("-", "_"), []), "finished": 1.0, "start": 0.5}
+                  for s in ("init-local", "init", "modules-config", "modules-final")}
+        return json.dumps({"v1": {"datasource": "DataSourceNoCloud", **stages, "stage": stage}})
+
+    assert cloud_init_errors(status()) == []
+    failed = status(modules_final=["('scripts_user', RuntimeError('Runparts: 1 failures'))"])
+    assert cloud_init_errors(failed) == ["modules-final: ('scripts_user', RuntimeError('Runparts: 1 failures'))"]
+    assert cloud_init_errors(status(stage="modules-config")) == ["cloud-init is still in its modules-config stage"]
+    assert "left no status" in cloud_init_errors("")[0]  # it never ran
+
+
+def test_the_seed_carries_etc_hosts_as_cloud_init_writes_it() -> None:
+    from vmctl.guest.cloudinit import seed_data
+    from vmctl.guest.keys import generate
+
+    seed = seed_data(hostname="web", instance_id="iid-1", user="debian", authorized_keys=["ssh-ed25519 AAAA x"],
+                     host_key=generate("t"), mac="52:54:00:00:00:01")
+    hosts = seed.files()["vmctl-hosts"].decode()
+    assert "127.0.1.1 web web\n127.0.0.1 localhost\n" in hosts and hosts.endswith("ff02::2 ip6-allrouters\n\n")
+    assert hosts.startswith("# Your system has configured 'manage_etc_hosts' as True.\n")

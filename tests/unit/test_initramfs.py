@@ -9,7 +9,7 @@ import pytest
 
 from vmctl._core.render import render
 from vmctl.errors import ImageError
-from vmctl.images.catalog import CachedImage
+from vmctl.images.catalog import FAST_BOOT, CachedImage
 from vmctl.images.initramfs import (
     MODULES,
     chardev,
@@ -20,7 +20,7 @@ from vmctl.images.initramfs import (
     module_order,
     regular,
 )
-from vmctl.machines.lifecycle import boot_for
+from vmctl.machines.lifecycle import boot_for, fast_capable
 from vmctl.model.profiles import profile
 from vmctl.model.spec import KernelBoot, MachineSpec
 
@@ -147,9 +147,10 @@ def test_the_init_script_is_valid_shell() -> None:
     assert "exec switch_root /root" in script
 
 
-def image(lean: str | None) -> CachedImage:
+def image(lean: str | None, fast_boot: int = FAST_BOOT) -> CachedImage:
     return CachedImage(name="old", path="/x.qcow2", size=1, sha256="0" * 64, source="build", created=time.time(),
-                       kernel="/k", initrd="/debian-initrd", kernel_cmdline="root=LABEL=r ro", lean_initrd=lean)
+                       kernel="/k", initrd="/debian-initrd", kernel_cmdline="root=LABEL=r ro", lean_initrd=lean,
+                       fast_boot=fast_boot)
 
 
 def test_the_fast_profile_boots_the_lean_initramfs_and_refuses_an_image_without_one() -> None:
@@ -158,8 +159,15 @@ def test_the_fast_profile_boots_the_lean_initramfs_and_refuses_an_image_without_
     assert isinstance(boot, KernelBoot) and boot.initrd == Path("/lean")
     args = boot.cmdline.split()
     assert args.index("rw") > args.index("ro")  # the last one counts, for the kernel and the lean init
-    stock = boot_for(image("/lean"), MachineSpec("a", boot="kernel"))
+    stock = boot_for(image("/lean"), MachineSpec("a", boot="kernel", profile="stock"))
     assert isinstance(stock, KernelBoot) and stock.initrd == Path("/debian-initrd")
-    with pytest.raises(ImageError, match="'old' predates the fast profile") as e:
-        boot_for(image(None), MachineSpec("a", profile="fast"))
-    assert "vmctl image build old" in (e.value.hint or "")
+    for old in (image(None), image("/lean", fast_boot=FAST_BOOT - 1)):  # no lean initramfs; older units
+        with pytest.raises(ImageError, match="'old' predates the fast profile") as e:
+            boot_for(old, MachineSpec("a", profile="fast"))
+        assert "vmctl image build old" in (e.value.hint or "")
+    # the default: fast where the image can boot it, stock where it cannot (or a disk boot is asked for)
+    assert fast_capable(image("/lean")) and not fast_capable(image(None))
+    assert not fast_capable(image("/lean", fast_boot=FAST_BOOT - 1))
+    assert MachineSpec("a").settled(True).profile == "fast" and MachineSpec("a").settled(False).profile == "stock"
+    assert MachineSpec("a", boot="disk").settled(True).profile == "stock"
+    assert MachineSpec("a", profile="stock").settled(True).profile == "stock"

@@ -70,8 +70,21 @@ def test_phases_merge_up_and_console_in_boot_order() -> None:
     assert phases[BOOT_TO_SSH] == 40.9
 
 
-def _run(profile_name: str, ssh: float) -> dict[str, Any]:
-    return {"profile": profile_name, "phases": phases_of({"define": 1.0, "start": 1.5, "ssh": ssh}, {})}
+def _run(profile_name: str, ssh: float, ready: float | None = None) -> dict[str, Any]:
+    marks = {"define": 1.0, "start": 1.5, "ssh": ssh, **({"ready": ready} if ready else {})}
+    return {"profile": profile_name, "phases": phases_of(marks, {})}
+
+
+def test_ready_and_docker_ready_are_phases_and_ready_is_compared() -> None:
+    marks = {"define": 0.1, "start": 0.4, "ip": 10.0, "ssh": 15.0, "cloud_init": 16.0, "docker": 17.5, "ready": 18.0}
+    phases = phases_of(marks, {})
+    assert list(phases)[-4:] == ["cloud_init", "docker_ready", "ready", BOOT_TO_SSH]
+    summ = summary([_run("stock", 45.0, 60.0), _run("fast", 15.0, 18.0)])
+    assert comparison(summ) == {"fast_over_stock": 0.318, "fast_over_stock_ready": 0.3}
+    text = "\n".join(table({"accel": "tcg", "config": {"runs": 1, "image": "x"}, "summary": summ,
+                            "comparison": comparison(summ), "containers": {}}))
+    assert "ready (up returned)" in text
+    assert "fast over stock: 0.32 (median boot to SSH)" in text and "fast over stock: 0.30 (median ready)" in text
 
 
 def test_summary_per_profile_and_comparison() -> None:
@@ -138,29 +151,48 @@ def test_lab_config_checks_its_input() -> None:
             LabConfig(**bad)  # type: ignore[arg-type]
 
 
-def test_fast_profile_boots_the_kernel_and_trims_cloud_init() -> None:
+def test_fast_profile_boots_the_kernel_and_runs_cloud_init_only_for_user_data() -> None:
     fast = profile("fast")
-    assert fast.boot == "kernel"
-    cmdline = fast.cmdline("root=LABEL=x ro")
+    assert fast.boot == "kernel" and fast.ready_unit == "vmctl-ready.target" and fast.host_grows_root
+    cmdline = fast.cmdline("root=LABEL=x ro")  # no user-data: no cloud-config for cloud-init
     assert cmdline.startswith("root=LABEL=x ro ")
     # SSH first: both cloud-init stages before sshd are masked, the image's own units take over
     for arg in ("systemd.mask=cloud-init.service", "systemd.mask=cloud-init-local.service",
-                "systemd.wants=vmctl-fast-boot.service", "systemd.wants=vmctl-cloud-init.service"):
+                "systemd.wants=vmctl-fast-boot.service", "systemd.wants=vmctl-ready.target",
+                "cloud-init=disabled"):  # no user-data: no cloud-init at all
         assert arg in cmdline.split()
+    assert "systemd.wants=vmctl-cloud-init.service" not in cmdline.split()
+    with_user_data = fast.cmdline("root=LABEL=x ro", fast.under({"write_files": []})).split()
+    assert "systemd.wants=vmctl-cloud-init.service" in with_user_data and "cloud-init=disabled" not in with_user_data
+    # a stage left with nothing to run is not started: write_files is the init stage's
+    assert {"systemd.mask=cloud-config.service", "systemd.mask=cloud-final.service"} <= set(with_user_data)
+    deferred = fast.under({"write_files": [{"path": "/x", "defer": True}]})
+    assert deferred["cloud_init_modules"] == ["write_files"]
+    assert deferred["cloud_final_modules"] == ["write_files_deferred"]
+    everything = fast.cmdline("root=LABEL=x ro", fast.under({"snap": {}})).split()  # a key vmctl does not map
+    assert not [a for a in everything if a.startswith("systemd.mask=cloud-") and "-local" not in a
+                and a != "systemd.mask=cloud-init.service"]
     assert fast.meta_data == {"dsmode": "local"}
-    assert "growpart" not in fast.cloud_config["cloud_init_modules"]
-    assert "users_groups" in fast.cloud_config["cloud_init_modules"]
-    assert "ssh" not in fast.cloud_config["cloud_init_modules"]  # the key is in place before sshd
+    for modules in fast.cloud_config.values():  # vmctl's own work is done before cloud-init runs
+        assert not {"growpart", "resizefs", "ssh"} & set(modules)
     assert profile("stock").cmdline("a b") == "a b" and not profile("stock").cloud_config
-    # the user's own module list replaces the profile's (see lifecycle.up)
-    mine = fast.under({"cloud_final_modules": ["x"], "packages": ["htop"]})
-    assert mine["cloud_final_modules"] == ["x"] and mine["packages"] == ["htop"]
-    assert mine["cloud_init_modules"] == fast.cloud_config["cloud_init_modules"]
+    # only the modules the user's keys need run
+    mine = fast.under({"packages": ["htop"]})
+    assert (mine["cloud_init_modules"], mine["cloud_config_modules"]) == ([], [])
+    assert mine["cloud_final_modules"] == ["package_update_upgrade_install"] and mine["packages"] == ["htop"]
+    runcmd = fast.under({"runcmd": [["true"]]}, {"write_files"})
+    assert runcmd["cloud_init_modules"] == ["write_files"] and runcmd["cloud_config_modules"] == ["runcmd"]
+    assert runcmd["cloud_final_modules"] == ["scripts_user"]
+    # a key vmctl does not map keeps every module; the user's own module list replaces the profile's
+    unknown = fast.under({"snap": {}, "cloud_final_modules": ["x"]})
+    assert unknown["cloud_init_modules"] == fast.cloud_config["cloud_init_modules"]
+    assert unknown["cloud_final_modules"] == ["x"]
 
 
 def test_machine_spec_profile() -> None:
     assert MachineSpec("a", profile="fast").boot == "kernel"
-    assert MachineSpec("a").boot == "disk" and MachineSpec("a").profile == "stock"
+    assert MachineSpec("a", profile="stock").boot == "disk"
+    assert MachineSpec("a").profile == "" and MachineSpec("a").boot is None  # settled by up, with the image
     with pytest.raises(ConfigError, match="unknown profile"):
         MachineSpec("a", profile="turbo")
     assert MachineSpec.from_dict({"name": "old", "boot": "disk"}).profile == "stock"  # records from before profiles
@@ -168,9 +200,36 @@ def test_machine_spec_profile() -> None:
     with pytest.raises(ConfigError, match="profile 'fast' needs boot mode 'kernel', not 'disk'"):
         MachineSpec("a", profile="fast", boot="disk")
     assert MachineSpec("a", profile="fast", boot="kernel").boot == "kernel"
-    assert MachineSpec("a", boot="kernel").boot == "kernel"
+    assert MachineSpec("a", boot="kernel", profile="stock").boot == "kernel"
     assert MachineSpec.from_dict(MachineSpec("a", profile="fast").to_dict()) == MachineSpec("a", profile="fast")
+    # an existing VM keeps its profile when the request leaves it open, whatever the default is now
+    stock_vm = MachineSpec("a", profile="stock", user="debian")
+    assert MachineSpec("a").like(stock_vm) == stock_vm
+    assert stock_vm.differences(MachineSpec("a", profile="fast").like(stock_vm)) == [
+        "boot: 'disk' -> 'kernel'", "profile: 'stock' -> 'fast'"]
 
 
 def test_phase_list_is_the_issue_s_order() -> None:
     assert PHASES.index("kernel") < PHASES.index("userspace") < PHASES.index("address") < PHASES.index("ssh_banner")
+
+
+def test_pool_lab_reads_qemu_memory_and_compares_each_pool_with_one_vm() -> None:
+    from vmctl.lab.data import pool_comparison, pool_table, smaps_rollup
+    from vmctl.lab.pool import PoolLabConfig
+
+    rollup = "55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:              524288 kB\nPss:              500000 kB\n"
+    assert smaps_rollup(rollup) == {"rss_mib": 512.0, "pss_mib": 488.3}
+    sizes = [{"n": 1, "ready": [20.0], "total": 20.0, "errors": {},
+              "memory": [{"vm": "a", "configured_mib": 1024, "rss_mib": 400.0, "pss_mib": 380.0}]},
+             {"n": 3, "ready": [30.0, 33.0, 36.0], "total": 36.0, "errors": {}},
+             {"n": 4, "ready": [40.0], "total": None, "errors": {"lab-p4-2": "no address after 300 s"}}]
+    assert pool_comparison(sizes) == {"3_over_1": 1.8}  # a pool with a failed VM has no total
+    text = "\n".join(pool_table({"accel": "tcg", "config": {"image": "x", "profile": "fast", "cpus": 1,
+                                                            "memory_mib": 1024, "idle": 60}, "sizes": sizes,
+                                 "comparison": pool_comparison(sizes)}))
+    assert "3 over 1 VM: 1.80" in text and "lab-p4-2 failed: no address after 300 s" in text
+    assert "each VM was given 1024 MiB" in text
+    with pytest.raises(ConfigError, match="pool size 0 is out of range"):
+        PoolLabConfig(sizes=(1, 0))
+    with pytest.raises(ConfigError, match="no pool size"):
+        PoolLabConfig(sizes=())

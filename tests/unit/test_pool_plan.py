@@ -47,7 +47,7 @@ def test_a_good_plan(tmp_path: Path) -> None:
                     "pools:\n  p:\n    size: 3\n    managers: 1\n")
     loaded = load(plan)
     assert loaded.vms[0].name == "a" and loaded.vms[0].docker and "htop" in loaded.vms[0].user_data
-    assert loaded.vms[0].profile == "stock" and loaded.vms[1].profile == "fast" and loaded.vms[1].boot == "kernel"
+    assert loaded.vms[0].profile == "" and loaded.vms[1].profile == "fast" and loaded.vms[1].boot == "kernel"
     assert loaded.pools[0].size == 3
     assert loaded.vms[0].ports == ("127.0.0.1:5353:53/udp", "127.0.0.1:8080:80/tcp") and loaded.vms[1].ports == ()
 

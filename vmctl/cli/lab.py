@@ -25,6 +25,7 @@ def lab_group() -> None:
       vmctl lab boot --runs 3 --profile stock --profile fast --json lab.json --plot lab.png
       vmctl lab boot --image dockerhost-baked --containers 10
       vmctl lab plot lab.json -o lab.png
+      vmctl lab pool --sizes 1,2,3,4 --json pool.json
     """
 
 
@@ -52,7 +53,8 @@ def _write(path: str, data: bytes) -> None:
 @click.option("--image", default="debian-12", show_default=True,
               help="Base image (a baked Docker image times containers).")
 @click.option("--profile", "profiles", multiple=True, type=LazyChoice("vmctl.model.profiles", "PROFILES"),
-              help="Boot profile to measure (repeatable; runs of several profiles interleave). Default: stock.")
+              help="Boot profile to measure (repeatable; runs of several profiles interleave). "
+                   "Default: the image's, as up picks it (fast where the image can boot it).")
 @click.option("--docker", is_flag=True, help="Install Docker in each VM and time it ('Docker ready').")
 @click.option("--containers", type=int, default=5, show_default=True,
               help="docker run --rm per VM and on the host (0: none).")
@@ -82,7 +84,7 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
     from ..lab.run import LabConfig, run_lab
     from ..machines.host import Host
 
-    config = LabConfig(runs=runs, image=image, profiles=profiles or ("stock",), docker=docker,
+    config = LabConfig(runs=runs, image=image, profiles=profiles, docker=docker,
                        containers=containers, warm=warm, cpus=cpus, memory_mib=memory)
     _check_output(json_out, "results", stdout_ok=True)
     _check_output(plot_out, "chart")
@@ -111,6 +113,57 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
         raise VmctlError(f"{len(failed)} of {len(result['runs'])} lab runs failed; the results hold the others",
                          hint=f"first failure ({failed[0]['profile']} run {failed[0]['run']}): {failed[0]['error']}; "
                               "the table above shows each failure with its console")
+
+
+def _sizes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(n) for n in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers, e.g. 1,2,3,4") from None
+
+
+@lab_group.command("pool")
+@click.option("--sizes", default="1,2,3,4", show_default=True, callback=_sizes,
+              help="How many VMs to start at once, one pool after another.")
+@click.option("--image", default="debian-12", show_default=True, help="Base image.")
+@click.option("--profile", type=LazyChoice("vmctl.model.profiles", "PROFILES"), default=None,
+              help="Boot profile (default: the image's, as up picks it).")
+@click.option("--idle", type=float, default=60, show_default=True,
+              help="Seconds the VMs idle before QEMU's memory is read.")
+@click.option("--cpus", type=int, default=1, show_default=True, help="vCPUs per VM.")
+@click.option("--memory", type=int, default=1024, show_default=True, help="Memory per VM in MiB.")
+@click.option("--json", "json_out", metavar="FILE",
+              help="Write the results as JSON to FILE ('-': only JSON on stdout).")
+@click.pass_context
+def pool_cmd(ctx: click.Context, sizes: tuple[int, ...], image: str, profile: str | None, idle: float, cpus: int,
+             memory: int, json_out: str | None) -> None:
+    """Start 1, 2, 3, ... VMs at once: each one's ready time, the pool's, and the
+    host memory each idle VM's QEMU holds (RSS, PSS) against what it was given.
+
+    \b
+    Examples:
+      vmctl lab pool
+      vmctl lab pool --sizes 1,3 --image e2e-docker-baked --idle 30 --json -
+    """
+    from ..lab.data import pool_table
+    from ..lab.pool import PoolLabConfig, run_pool_lab
+    from ..machines.host import Host
+
+    config = PoolLabConfig(sizes=sizes, image=image, profile=profile or "", idle=idle, cpus=cpus, memory_mib=memory)
+    _check_output(json_out, "results", stdout_ok=True)
+    quiet = json_out == "-"
+    with Host(ctx.find_root().obj["connect"]) as host, output.progress(quiet) as progress:
+        result = run_pool_lab(host, config, progress, command=shlex.join(["vmctl", *sys.argv[1:]]))
+    if quiet:
+        output.emit_json(result)
+    else:
+        if json_out:
+            _write(json_out, json.dumps(result, indent=2).encode() + b"\n")
+        for line in pool_table(result):
+            click.echo(line)
+    if failed := [(vm, e) for size in result["sizes"] for vm, e in size["errors"].items()]:
+        raise VmctlError(f"{len(failed)} VM(s) of the pool lab failed; the results hold the others",
+                         hint=f"first failure ({failed[0][0]}): {failed[0][1]}")
 
 
 @lab_group.command("plot")

@@ -60,7 +60,7 @@ def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
     return MachineSpec(
         name=name, image=opts["image"], cpus=opts["cpus"], memory_mib=opts["memory"],
         disk_gib=opts["disk"], boot=opts["boot"], network=opts["network"], user=opts["user"],
-        ssh_keys=keys, user_data=user_data, docker=opts["docker"], profile=opts["profile"],
+        ssh_keys=keys, user_data=user_data, docker=opts["docker"], profile=opts["profile"] or "",
         ports=tuple(opts["ports"]), mounts=tuple(opts["mounts"]),
     )
 
@@ -88,9 +88,11 @@ def _summary(data: dict[str, Any]) -> str:
 @click.option("--memory", type=int, default=1024, show_default=True, help="Memory in MiB.")
 @click.option("--disk", type=int, default=10, show_default=True, help="Disk size in GiB (grown at first boot).")
 @click.option("--boot", type=click.Choice(["disk", "kernel"]), default=None,
-              help="Firmware + the image's boot loader (default), or direct kernel boot.")
-@click.option("--profile", type=LazyChoice("vmctl.model.profiles", "PROFILES"), default="stock", show_default=True,
-              help="Boot profile: the image as it is, or tuned for boot time (direct kernel boot; see docs/lab.md).")
+              help="Firmware + the image's boot loader, or direct kernel boot (default: the profile's).")
+@click.option("--profile", type=LazyChoice("vmctl.model.profiles", "PROFILES"), default=None,
+              help="Boot profile: stock (the image as it is) or fast (direct kernel boot, ready without waiting "
+                   "for cloud-init; see docs/lab.md). Default: fast where the image can boot it (local builds "
+                   "and bakes), stock for pulled cloud images; an existing VM keeps its own.")
 @click.option("--network", default="vmctl", show_default=True,
               help="NAME or network:NAME (libvirt network), bridge:BRIDGE, or user.")
 @click.option("--user", default=None, help="Login user (default: the image's).")
@@ -121,7 +123,7 @@ def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_
       vmctl up dockerhost --docker
       vmctl up web --publish 8080:80 --publish 5353:53/udp
       vmctl up dev --mount $PWD/src --mount /srv/cfg:/cfg:ro   # src at the same path
-      vmctl up quick --profile fast   # direct kernel boot, trimmed cloud-init
+      vmctl up classic --profile stock   # the image's own boot loader and cloud-init
     """
     specs = [_spec(name, opts) for name in names]  # every input checked before anything is made
     uri = ctx.obj["connect"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,8 @@ class SeedData:
     user_data: str
     meta_data: str
     network_config: str
-    # What an SSH login needs, as plain files, for the fast profile's early
-    # unit (it runs before cloud-init and has no YAML parser).
+    # What an SSH login needs, and /etc/hosts, as plain files, for the fast
+    # profile's early unit (it runs before cloud-init and has no YAML parser).
     login: dict[str, str] = field(default_factory=dict)
 
     def files(self) -> dict[str, bytes]:
@@ -83,6 +84,9 @@ def fstab_lines(shares: Shares) -> list[str]:
     return lines
 
 
+MOUNT_KEYS = ("write_files", "runcmd")  # the cloud-config keys mount_config uses
+
+
 def mount_config(shares: Shares | None) -> dict[str, Any]:
     """cloud-config that mounts the shares at every boot, in both boot profiles.
 
@@ -129,5 +133,20 @@ def seed_data(
     meta = merge(_load("cloud-init/meta-data.yaml.j2", instance_id=instance_id, hostname=hostname), meta_extra or {})
     network = _load("cloud-init/network-config.yaml.j2", mac=mac)
     login = {"user": user + "\n", "hostname": hostname + "\n", "host-key": host_key.private,
-             "host-key.pub": host_key.public + "\n", "authorized-keys": "".join(k + "\n" for k in authorized_keys)}
+             "host-key.pub": host_key.public + "\n", "authorized-keys": "".join(k + "\n" for k in authorized_keys),
+             "hosts": render("cloud-init/hosts.j2", hostname=hostname)}
     return SeedData(_dump(config, "#cloud-config\n"), _dump(meta), _dump(network), login)
+
+
+def cloud_init_errors(status_json: str) -> list[str]:
+    """The errors of every stage in cloud-init's ``/run/cloud-init/status.json`` (each
+    stage writes it; a stage vmctl did not start is absent); an unreadable file, or a
+    stage still running, is itself the error."""
+    try:
+        status = json.loads(status_json)["v1"]
+        stages = {k: v for k, v in status.items() if isinstance(v, dict) and "errors" in v}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ["cloud-init left no status in /run/cloud-init/status.json (did it run?)"]
+    if status.get("stage"):
+        return [f"cloud-init is still in its {status['stage']} stage"]
+    return [f"{stage}: {error}" for stage, data in stages.items() for error in data["errors"] or ()]

@@ -17,7 +17,7 @@ _ISO_NAMES = {
     "user-data": "USERDATA.;1", "meta-data": "METADATA.;1", "network-config": "NETWORKC.;1",
     # for the fast profile's early unit (templates/image/vmctl-fast-boot.sh.j2)
     "vmctl-user": "VMUSER.;1", "vmctl-hostname": "VMHOST.;1", "vmctl-host-key": "VMHKEY.;1",
-    "vmctl-host-key.pub": "VMHKPUB.;1", "vmctl-authorized-keys": "VMAUTH.;1",
+    "vmctl-host-key.pub": "VMHKPUB.;1", "vmctl-authorized-keys": "VMAUTH.;1", "vmctl-hosts": "VMHOSTS.;1",
 }
 
 

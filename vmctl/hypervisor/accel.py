@@ -2,9 +2,18 @@
 
 On some hosts ``/dev/kvm`` opens and libvirt reports KVM, yet every 64-bit
 guest hangs right after the kernel decompressor. So vmctl boots a kernel
-under each accelerator for a few seconds and reads the serial console: an
-accelerator is usable when the kernel gets as far as looking for its root
-filesystem. The verdict is cached per QEMU version and host kernel.
+under each accelerator and reads the serial console: an accelerator is
+usable when the kernel gets as far as looking for its root filesystem. The
+verdict is cached per QEMU version and host kernel.
+
+What the probe relies on to be quick: with ``earlyprintk`` the kernel prints
+its banner (``Linux version ...``) as the first thing it does once
+decompressed. Under a working KVM that is well within a second of QEMU's
+start, under TCG here 1-2 s; under the broken KVM nothing ever follows the
+decompressor. So KVM is judged hung when no banner has come after
+``BANNER_WITHIN`` seconds; a KVM that printed its banner, however slow the
+rest, is given the whole timeout to reach userspace. The TCG probe runs at
+the same time, so when KVM hangs its answer is ready about as soon.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from ..errors import ProbeError, WaitTimeout
 QEMU = "qemu-system-x86_64"
 # Lines a kernel prints only once it has fully initialised.
 REACHED = ("Kernel panic", "VFS: Unable to mount root", "Run /init", "Freeing unused kernel")
+BANNER = "Linux version"  # the kernel's first line (with earlyprintk: as soon as it runs)
+BANNER_WITHIN = 6.0  # seconds; a working accelerator prints it in 1-2 s even when emulating
 
 
 @dataclass(frozen=True)
@@ -60,12 +71,13 @@ def probe_argv(accel: str, kernel: Path, serial: Path) -> list[str]:
         QEMU, "-accel", accel, "-machine", "pc", "-m", "256", "-smp", "1",
         "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
         "-serial", f"file:{serial}", "-kernel", str(kernel),
-        "-append", "console=ttyS0 panic=-1 loglevel=4",
+        "-append", "earlyprintk=serial,ttyS0,115200 console=ttyS0 panic=-1 loglevel=4",
     ]  # fmt: skip
 
 
-def probe(accel: str, kernel: Path, timeout: float = 20) -> ProbeResult:
-    """Boot ``kernel`` under ``accel`` for at most ``timeout`` seconds."""
+def probe(accel: str, kernel: Path, timeout: float = 60, stop: threading.Event | None = None) -> ProbeResult:
+    """Boot ``kernel`` under ``accel`` for at most ``timeout`` seconds (``BANNER_WITHIN`` if it
+    prints no banner); ``stop`` set ends it early, as not needed."""
     with tempfile.TemporaryDirectory(prefix="vmctl-probe-") as tmp:
         serial = Path(tmp) / "serial.log"
         started = time.monotonic()
@@ -73,21 +85,36 @@ def probe(accel: str, kernel: Path, timeout: float = 20) -> ProbeResult:
             probe_argv(accel, kernel, serial), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         try:
-            return _watch(accel, proc, serial, started, timeout)
+            return _watch(accel, proc, serial, started, timeout, stop or threading.Event())
         finally:
             proc.kill()
             proc.wait()
 
 
-def _watch(accel: str, proc: subprocess.Popen[bytes], serial: Path, started: float, timeout: float) -> ProbeResult:
+def judge(accel: str, text: str, elapsed: float) -> ProbeResult | None:
+    """The verdict on a probe from its console ``text`` after ``elapsed`` seconds; None: wait on."""
+    lines = text.splitlines()
+    if reached := [line for line in lines if any(m in line for m in REACHED)]:
+        return ProbeResult(accel, True, round(elapsed, 2), reached[0].strip()[:200])
+    if elapsed >= BANNER_WITHIN and not any(BANNER in line for line in lines):
+        seen = _last_line(text) or "no output on the serial console"
+        return ProbeResult(accel, False, round(elapsed, 2), f"hung: no kernel banner after {BANNER_WITHIN:.0f} s "
+                                                            f"(last: {seen})")
+    return None
+
+
+def _watch(accel: str, proc: subprocess.Popen[bytes], serial: Path, started: float, timeout: float,
+           stop: threading.Event) -> ProbeResult:
     def outcome(look: Look) -> ProbeResult | None:
         text = serial.read_text(errors="replace") if serial.exists() else ""
-        elapsed = round(look.elapsed, 2)
-        if reached := [line for line in text.splitlines() if any(m in line for m in REACHED)]:
-            return ProbeResult(accel, True, elapsed, reached[0].strip()[:200])
+        if verdict := judge(accel, text, look.elapsed):
+            return verdict
         if proc.poll() is not None:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            return ProbeResult(accel, False, elapsed, _last_line(err or text) or f"exit {proc.returncode}")
+            why = _last_line(err or text) or f"exit {proc.returncode}"
+            return ProbeResult(accel, False, round(look.elapsed, 2), why)
+        if stop.is_set():
+            return ProbeResult(accel, False, round(look.elapsed, 2), "stopped: another accelerator answered first")
         look.seen = _last_line(text) or "no output on the serial console"
         return None
 
@@ -133,7 +160,7 @@ def fetch_debian_kernel(directory: Path) -> Path:
 def accelerator(progress: Progress = NoProgress()) -> str:
     """``kvm`` or ``tcg``: the cached verdict of ``vmctl doctor``, probing if there is none."""
     if (verdict := cached_verdict()) is None:
-        progress.phase("probing the accelerator (kvm, then tcg)")
+        progress.phase("probing the accelerator (kvm and tcg at once)")
         verdict = decide()
     return verdict.accel
 
@@ -154,8 +181,8 @@ def cached_verdict() -> Verdict | None:
     return verdict
 
 
-def decide(reprobe: bool = False, kvm_timeout: float = 20) -> Verdict:
-    """The accelerator to use: the cached verdict, or a fresh probe of kvm then tcg."""
+def decide(reprobe: bool = False, kvm_timeout: float = 60) -> Verdict:
+    """The accelerator to use: the cached verdict, or a fresh probe of kvm and tcg."""
     if not reprobe and (verdict := cached_verdict()) is not None:
         return verdict
     with file_lock(verdict_file().with_suffix(".lock")):  # one probe, however many VMs start at once
@@ -165,12 +192,19 @@ def decide(reprobe: bool = False, kvm_timeout: float = 20) -> Verdict:
 
 
 def _probe_all(kvm_timeout: float) -> Verdict:
+    """KVM (when ``/dev/kvm`` is there) and TCG at once; KVM wins when it works."""
     kernel = find_kernel()
-    probes = []
-    if os.path.exists("/dev/kvm"):
-        probes.append(probe("kvm", kernel, kvm_timeout))
-    if not any(p.ok for p in probes):
-        probes.append(probe("tcg", kernel, 120))
+    if not os.path.exists("/dev/kvm"):
+        probes = [probe("tcg", kernel, 120)]
+    else:
+        stop, results = threading.Event(), dict[str, ProbeResult]()
+        tcg = threading.Thread(target=lambda: results.update(tcg=probe("tcg", kernel, 120, stop)), daemon=True)
+        tcg.start()
+        kvm = probe("kvm", kernel, kvm_timeout)
+        if kvm.ok:
+            stop.set()
+        tcg.join()
+        probes = [kvm, results.get("tcg") or ProbeResult("tcg", False, 0.0, "the probe thread failed")]
     working = [p for p in probes if p.ok]
     if not working:
         raise ProbeError(f"no accelerator booted the probe kernel: {probes[-1].seen}")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from .._core.proc import run
+from ..model.mbr import SECTOR, grown
 
 
 def create_overlay(base: Path, overlay: Path, size_gib: int | None = None) -> Path:
@@ -28,3 +29,34 @@ def backing_file(overlay: Path) -> Path | None:
                           what=f"reading {overlay.name}").stdout)
     backing = info.get("full-backing-filename") or info.get("backing-filename")
     return Path(backing) if backing else None
+
+
+def grow_root_partition(disk: Path) -> bool:
+    """Extend the only partition of a new VM's disk (``disk``, not yet in use) to the
+    disk's end (see :mod:`vmctl.model.mbr`); False when its table is not one vmctl
+    grows. qemu-io reads and writes the first sector through the overlay, so the
+    shared base image is never written."""
+    info = json.loads(run(["qemu-img", "info", "--output=json", str(disk)], what=f"reading {disk.name}").stdout)
+    dump = run(["qemu-io", "-r", "-c", f"read -v 0 {SECTOR}", str(disk)], what=f"reading {disk.name}'s MBR").stdout
+    new = grown(hexdump_bytes(dump), int(info["virtual-size"]) // SECTOR)
+    if new is None:
+        return False
+    sector = disk.with_name(f".{disk.name}.mbr")
+    try:
+        with os.fdopen(os.open(sector, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(new)
+        run(["qemu-io", "-c", f"write -q -s {sector} 0 {SECTOR}", str(disk)], what=f"writing {disk.name}'s MBR")
+    finally:
+        sector.unlink(missing_ok=True)
+    return True
+
+
+def hexdump_bytes(text: str) -> bytes:
+    """The bytes of ``qemu-io -c 'read -v'``'s dump (``00000000:  eb 63 90 ...  .c..``)."""
+    out = bytearray()
+    for line in text.splitlines():
+        offset, sep, rest = line.partition(":  ")
+        if not sep or len(offset) != 8:
+            continue
+        out += bytes.fromhex(rest[:47])  # 16 bytes as "xx xx ... xx"; the text column follows
+    return bytes(out)

@@ -22,7 +22,7 @@ from .._core.proc import run
 from .._core.progress import NoProgress, Progress
 from .._core.render import render
 from ..errors import ImageError
-from .catalog import BOOT_FILES, Build, Cache, CachedImage, check_mirror, new_record, recipe_digest
+from .catalog import BOOT_FILES, FAST_BOOT, Build, Cache, CachedImage, check_mirror, new_record, recipe_digest
 from .download import file_digest
 from .initramfs import build_lean
 from .leftovers import clear
@@ -122,16 +122,18 @@ def install_fast_boot(rootfs: Path) -> None:
     """The fast profile's units, script and network file (inert unless the kernel command line wants them)."""
     units = rootfs / "etc/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
-    for unit in ("vmctl-fast-boot.service", "vmctl-cloud-init.service", "vmctl-ssh-first.target"):
+    for unit in ("vmctl-fast-boot.service", "vmctl-grow-root.service", "vmctl-cloud-init.service",
+                 "vmctl-ssh-first.target", "vmctl-ready.target"):
         (units / unit).write_text(render(f"image/{unit}.j2"))
     network = rootfs / "etc/systemd/network/10-vmctl-fast-eth0.network"
     network.parent.mkdir(parents=True, exist_ok=True)
     network.write_text(render("image/vmctl-fast-eth0.network.j2"))
-    (rootfs / "var/lib/vmctl").mkdir(parents=True, exist_ok=True)  # the script's per-instance stamp
-    script = rootfs / "usr/lib/vmctl/fast-boot"
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(render("image/vmctl-fast-boot.sh.j2"))
-    script.chmod(0o755)
+    (rootfs / "var/lib/vmctl").mkdir(parents=True, exist_ok=True)  # the scripts' per-instance stamps
+    for name in ("fast-boot", "grow-root"):
+        script = rootfs / "usr/lib/vmctl" / name
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(render(f"image/vmctl-{name}.sh.j2"))
+        script.chmod(0o755)
 
 
 def boot_files(rootfs: Path) -> tuple[Path, Path]:
@@ -242,7 +244,8 @@ def _publish(workdir: Path, name: str, recipe: Build, user: str, cache: Cache) -
         (workdir / "disk.qcow2").replace(disk)
         record = new_record(
             name, disk, sha256, "build", recipe=recipe_digest(recipe),
-            kernel_cmdline=recipe.kernel_cmdline, user=user, **{kind: str(p) for kind, p in boot.items()},
+            kernel_cmdline=recipe.kernel_cmdline, user=user, fast_boot=FAST_BOOT,
+            **{kind: str(p) for kind, p in boot.items()},
         )
         published = cache.publish(record)
         made.clear()

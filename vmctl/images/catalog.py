@@ -115,6 +115,9 @@ BUILD_CODE = tuple(Path(__file__).with_name(m) for m in ("build.py", "initramfs.
 # The boot files a built image keeps beside its disk, by record field: the
 # kernel and initrd it boots with, and the fast profile's lean initramfs.
 BOOT_FILES = {"kernel": "vmlinuz", "initrd": "initrd", "lean_initrd": "initrd-lean"}
+# The fast profile's units a build puts in an image: 2 added vmctl-ready.target (the
+# VM ready without waiting for cloud-init) and vmctl-grow-root.service.
+FAST_BOOT = 2
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class CachedImage:
     initrd: str | None = None
     kernel_cmdline: str | None = None
     lean_initrd: str | None = None  # images built before the fast profile's lean initramfs have none
+    fast_boot: int = 0  # the version of the fast profile's units in the image (FAST_BOOT); older ones have 0
     user: str = "debian"
     recipe: str = ""  # digest of the definition it came from; a change means rebuild
     extra: dict[str, Any] = field(default_factory=dict)

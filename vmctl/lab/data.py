@@ -21,15 +21,16 @@ PHASES = (
     "address",       # the guest's DHCP lease seen by libvirt
     "ssh_banner",    # sshd answers on port 22
     "ssh_login",     # vmctl logged in with its key, the host key pinned
-    "cloud_init",    # cloud-init status: done
-    "docker",        # Docker Engine ready (with --docker)
+    "cloud_init",    # the guest set up: cloud-init done (stock), vmctl-ready.target reached (fast)
+    "docker_ready",  # Docker Engine answering (with --docker)
+    "ready",         # up returned: what the user waits for
 )
 # Derived: from the moment QEMU is asked to start until vmctl can log in.
 BOOT_TO_SSH = "boot_to_ssh"
 
 # ``lifecycle.Timeline`` marks -> lab phases
 FROM_UP = {"define": "define", "start": "qemu_started", "ip": "address", "ssh_banner": "ssh_banner",
-           "ssh": "ssh_login", "cloud_init": "cloud_init", "docker": "docker"}
+           "ssh": "ssh_login", "cloud_init": "cloud_init", "docker": "docker_ready", "ready": "ready"}
 
 
 def phases_of(marks: dict[str, float], serial: dict[str, float]) -> dict[str, float]:
@@ -63,12 +64,53 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float |
 
 
 def comparison(summ: dict[str, dict[str, dict[str, float | int]]]) -> dict[str, float]:
-    """Median boot-to-SSH of each profile over the stock profile's."""
-    stock = summ.get("stock", {}).get(BOOT_TO_SSH)
-    if not stock:
+    """Each profile's median over the stock profile's: boot to SSH (``P_over_stock``)
+    and ready, when ``up`` returned (``P_over_stock_ready``)."""
+    out = {}
+    stock = summ.get("stock", {})
+    for name, s in summ.items():
+        for phase, suffix in ((BOOT_TO_SSH, ""), ("ready", "_ready")):
+            if name != "stock" and phase in s and phase in stock:
+                out[f"{name}_over_stock{suffix}"] = round(float(s[phase]["median"]) / float(stock[phase]["median"]), 3)
+    return out
+
+
+def smaps_rollup(text: str) -> dict[str, float]:
+    """RSS and PSS, in MiB, from a process's ``/proc/PID/smaps_rollup``."""
+    found = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()
+             if line.startswith(("Rss:", "Pss:"))}
+    return {"rss_mib": round(found.get("Rss", 0) / 1024, 1), "pss_mib": round(found.get("Pss", 0) / 1024, 1)}
+
+
+def pool_comparison(sizes: list[dict[str, Any]]) -> dict[str, float]:
+    """Each pool's ready time (its last VM's) over one VM's: ``N_over_1``."""
+    one = next((s["total"] for s in sizes if s["n"] == 1 and s.get("total")), None)
+    if not one:
         return {}
-    return {f"{p}_over_stock": round(float(s[BOOT_TO_SSH]["median"]) / float(stock["median"]), 3)
-            for p, s in summ.items() if p != "stock" and BOOT_TO_SSH in s}
+    return {f"{s['n']}_over_1": round(float(s["total"]) / float(one), 3)
+            for s in sizes if s["n"] != 1 and s.get("total")}
+
+
+def pool_table(result: dict[str, Any]) -> list[str]:
+    """The pool lab's result as text lines."""
+    config = result["config"]
+    lines = [f"accelerator: {result['accel']}   image: {config['image']}   profile: {config['profile']}   "
+             f"{config['cpus']} vCPU, {config['memory_mib']} MiB per VM", "",
+             f"{'VMs at once':<12}{'ready (each, s)':<34}{'all ready':>10}{'RSS MiB':>10}{'PSS MiB':>10}"]
+    for size in result["sizes"]:
+        memory = size.get("memory") or []
+        rss = statistics.median(m["rss_mib"] for m in memory) if memory else None
+        pss = statistics.median(m["pss_mib"] for m in memory) if memory else None
+        each = " ".join(f"{t:.1f}" for t in size["ready"])
+        total = f"{size['total']:.1f}" if size.get("total") else "-"
+        lines.append(f"{size['n']:<12}{each:<34}{total:>10}" + "".join(
+            f"{v:>10.0f}" if v is not None else f"{'-':>10}" for v in (rss, pss)))
+        lines.extend(f"  {vm} failed: {error}" for vm, error in size.get("errors", {}).items())
+    for ratio, value in result.get("comparison", {}).items():
+        lines.append(f"{ratio.replace('_', ' ')} VM: {value:.2f} (time until all are ready)")
+    lines.append(f"(memory: median over the VMs, read after {config['idle']:.0f} s idle; "
+                 f"each VM was given {config['memory_mib']} MiB)")
+    return lines
 
 
 # What guests print --------------------------------------------------------------
@@ -119,8 +161,8 @@ def cloud_init_blame(text: str, top: int = 10) -> list[dict[str, Any]]:
 
 LABELS = {
     "define": "define", "qemu_started": "QEMU started", "kernel": "kernel started", "userspace": "userspace",
-    "address": "address", "ssh_banner": "SSH banner", "ssh_login": "SSH login", "cloud_init": "cloud-init done",
-    "docker": "Docker ready", BOOT_TO_SSH: "boot to SSH",
+    "address": "address", "ssh_banner": "SSH banner", "ssh_login": "SSH login", "cloud_init": "guest set up",
+    "docker_ready": "Docker ready", "ready": "ready (up returned)", BOOT_TO_SSH: "boot to SSH",
 }
 
 
@@ -141,7 +183,8 @@ def table(result: dict[str, Any]) -> list[str]:
             lines.append(f"{run['profile']} run {run['run']} failed: {run['error']}")
             lines.extend(f"  {line}" for line in (run.get("hint") or "").splitlines())
     for ratio, value in result.get("comparison", {}).items():
-        lines.append(f"{ratio.replace('_', ' ')}: {value:.2f} (median boot to SSH)")
+        what = "ready" if ratio.endswith("_ready") else "boot to SSH"
+        lines.append(f"{ratio.removesuffix('_ready').replace('_', ' ')}: {value:.2f} (median {what})")
     lines.append("")
     for where, data in result["containers"].items():
         if data.get("summary"):

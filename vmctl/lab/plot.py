@@ -8,7 +8,8 @@ from typing import Any
 from ..errors import ConfigError
 from .data import BOOT_TO_SSH, LABELS, PHASES
 
-COLOURS = ("#9e9e9e", "#607d8b", "#8d6e63", "#ffb300", "#43a047", "#1e88e5", "#3949ab", "#8e24aa", "#e53935")
+COLOURS = ("#9e9e9e", "#607d8b", "#8d6e63", "#ffb300", "#43a047", "#1e88e5", "#3949ab", "#8e24aa", "#e53935",
+           "#00897b")
 
 
 def require_matplotlib() -> None:

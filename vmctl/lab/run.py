@@ -16,7 +16,7 @@ import platform
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +28,9 @@ from ..errors import ConfigError, VmctlError
 from ..hypervisor.accel import accelerator, qemu_version
 from ..hypervisor.console import BootWatch
 from ..images.catalog import Cache
-from ..machines.lifecycle import Timeline, boot_for, up
+from ..machines.lifecycle import Timeline, boot_for, fast_capable, up
 from ..machines.machine import Machine
-from ..model.profiles import PROFILES, check_profile
+from ..model.profiles import check_profile
 from ..model.spec import MachineSpec, check_name, check_range
 from . import data as labdata
 
@@ -44,7 +44,7 @@ class LabConfig:
 
     runs: int = 3
     image: str = "debian-12"
-    profiles: tuple[str, ...] = ("stock",)
+    profiles: tuple[str, ...] = ()  # none: the image's default (fast where it can boot it, as up does)
     docker: bool = False
     containers: int = 5  # docker run --rm, per VM and on the host
     warm: bool = False  # also time a start from a managed save
@@ -55,8 +55,6 @@ class LabConfig:
         check_range(self.runs, 1, 100, "runs")
         check_range(self.containers, 0, 100, "container runs")
         check_name(self.image, "image name")
-        if not self.profiles:
-            raise ConfigError("no profile to measure", hint=f"use --profile {' or '.join(PROFILES)}")
         for p in self.profiles:
             check_profile(p)
         if len(set(self.profiles)) != len(self.profiles):
@@ -92,6 +90,8 @@ def run_lab(host: Host, config: LabConfig, progress: Progress = NoProgress(), co
     ``command`` is recorded as the command line that reproduces the result.
     """
     image = Cache().require(config.image)
+    if not config.profiles:
+        config = replace(config, profiles=("fast" if fast_capable(image) else "stock",))
     for profile in config.profiles:  # an image a profile cannot boot fails here, not after the other boots
         boot_for(image, MachineSpec("lab-check", image=config.image, profile=profile))
     accel = accelerator(progress)
@@ -136,7 +136,9 @@ def _one_run(host: Host, config: LabConfig, profile: str, name: str,
     timeline = Timeline()
     try:
         with _ConsoleWatch(host.file(name, "serial.log"), timeline) as console:
-            machine = up(host, spec, progress=progress, timeline=timeline, forward=False)
+            # as `vmctl up` does it: a Docker host's socket forwarder too, before "ready"
+            machine = up(host, spec, progress=progress, timeline=timeline, forward=spec.docker)
+            timeline.mark("ready")
         try:
             run: dict[str, Any] = {"profile": profile,
                                    "phases": labdata.phases_of(timeline.marks, console.watch.seen)}

@@ -149,6 +149,7 @@ def _capture(machine: Machine, new: str, parent: CachedImage, cache: Cache) -> C
             "bake",
             user=parent.user,
             kernel_cmdline=parent.kernel_cmdline,
+            fast_boot=parent.fast_boot,
             extra={"parent": parent.name, "parent_sha256": parent.sha256, "from_vm": machine.name},
             **extra,
         )

@@ -22,16 +22,16 @@ from .._core.poll import Look, wait_for
 from .._core.progress import NoProgress, Progress
 from .._core.relay import bind
 from ..engine.install import install
-from ..errors import CloudInitError, ConfigError, ImageError, PhaseError, VmctlError
-from ..guest.cloudinit import parse_user_data, seed_data
+from ..errors import CloudInitError, ConfigError, GuestSetupError, ImageError, PhaseError, VmctlError
+from ..guest.cloudinit import MOUNT_KEYS, cloud_init_errors, mount_config, parse_user_data, seed_data
 from ..guest.keys import generate
 from ..guest.seed import write_seed
 from ..hypervisor.accel import accelerator
 from ..hypervisor.console import read, tail
-from ..hypervisor.disks import create_overlay
+from ..hypervisor.disks import create_overlay, grow_root_partition
 from ..hypervisor.xml import domain_xml
 from ..images.boottest import boot_spec
-from ..images.catalog import Cache, CachedImage, shared_read_only
+from ..images.catalog import FAST_BOOT, Cache, CachedImage, shared_read_only
 from ..model.mounts import Shares
 from ..model.ports import overlapping, parse_all
 from ..model.profiles import profile
@@ -102,24 +102,25 @@ def up(
     forwarder (:mod:`vmctl.machines.forwarder`) before this returns; the boot lab and
     bakes, whose VMs live for minutes, go without."""
     image = Cache().require(spec.image)
+    asked, spec = spec, settle(host, spec, image)
     boot_for(image, spec)  # an image the profile cannot boot is refused before anything starts
-    extra = profile(spec.profile).under(parse_user_data(spec.user_data))
     _check_against_host(host, spec)
     spec = replace(spec, user=spec.user or image.user)  # (which checks the mounts against the user's home)
     shares = shares_for(spec, image)  # host directories exist; virtiofs, or 9p the image's kernel can mount
+    extra = profile(spec.profile).under(parse_user_data(spec.user_data), mount_config(shares))  # as boot_for
     private_machines_dir()
     with file_lock(host.file(spec.name, "lock"), what=f"VM {spec.name}", progress=progress):
-        def make_run(machine: Machine | None = None) -> _Run:
+        def make_run(wanted: MachineSpec, machine: Machine | None = None) -> _Run:
             accel = machine.record.accel if machine else accelerator(progress)
-            return _Run(host, spec, progress, accel, timeouts or Timeouts.for_accel(accel), timeline or Timeline(),
+            return _Run(host, wanted, progress, accel, timeouts or Timeouts.for_accel(accel), timeline or Timeline(),
                         shares, machine)
 
         if host.hv.exists(spec.name):
-            machine = _existing(host, spec, progress, make_run)
+            machine = _existing(host, asked, progress, make_run)
             return _forwarded(machine, progress) if forward else machine
         check_ports(host, spec)
         _clear_leftovers(host, spec.name, progress)
-        run = make_run()
+        run = make_run(spec)
         try:
             machine = run.all(image, extra)
         except BaseException as e:  # clean up after anything, even Ctrl-C
@@ -133,6 +134,20 @@ def up(
             raise error from e
     # the VM is complete: a forwarder's trouble does not undo it
     return _forwarded(machine, progress) if forward else machine
+
+
+def fast_capable(image: CachedImage) -> bool:
+    """Can the fast profile boot ``image``: a local build or bake with its kernel, the lean
+    initramfs and the current fast-boot units (a pulled cloud image has none of them)."""
+    return bool(image.kernel and image.lean_initrd) and image.fast_boot >= FAST_BOOT
+
+
+def settle(host: Host, spec: MachineSpec, image: CachedImage) -> MachineSpec:
+    """``spec`` with its profile settled: an existing VM's own, or for a new one the
+    default for ``image`` (:meth:`MachineSpec.settled`)."""
+    if host.hv.exists(spec.name):
+        return spec.like(host.get(spec.name).spec)
+    return spec.settled(fast_capable(image))
 
 
 def check_ports(host: Host, spec: MachineSpec) -> None:
@@ -179,8 +194,10 @@ def _clear_leftovers(host: Host, name: str, progress: Progress) -> None:
             path.unlink(missing_ok=True)
 
 
-def _existing(host: Host, spec: MachineSpec, progress: Progress, make_run: Callable[[Machine], _Run]) -> Machine:
-    machine = host.get(spec.name)
+def _existing(host: Host, asked: MachineSpec, progress: Progress,
+              make_run: Callable[[MachineSpec, Machine], _Run]) -> Machine:
+    machine = host.get(asked.name)
+    spec = asked.like(machine.spec)
     if diffs := machine.spec.differences(spec):
         raise ConfigError(
             f"{spec.name} already exists with a different spec: {'; '.join(diffs)}",
@@ -188,7 +205,7 @@ def _existing(host: Host, spec: MachineSpec, progress: Progress, make_run: Calla
         )
     if machine.missing_phases:  # an earlier up was interrupted: finish it
         progress.phase(f"resuming {spec.name}: {', '.join(machine.missing_phases)} left to do")
-        return make_run(machine).resume()
+        return make_run(spec, machine).resume()
     if machine.state != "running":
         progress.phase("starting the existing VM")
         machine.start(forward=False)  # the caller starts the forwarder, if it wants one
@@ -226,7 +243,7 @@ class _Run:
             ("start", "starting QEMU", self.start),
             ("ip", "waiting for an address", self.wait_ip),
             ("ssh", "waiting for SSH", self.wait_ssh),
-            ("cloud_init", "waiting for cloud-init to finish", self.wait_cloud_init),
+            ("cloud_init", self.ready_label(), self.wait_cloud_init),
         ]
         if self.spec.docker:
             steps.append(("docker", "installing Docker", self.install_docker))
@@ -257,8 +274,14 @@ class _Run:
         return self._finish(started)
 
     def _finish(self, started: float) -> Machine:
-        self.timings["total"] = round(time.monotonic() - started, 2)
         assert self.machine is not None
+        # What the first boot wrote (the host key, the user, Docker) on the guest's disk before
+        # up says it is done: ext4 writes new files' data up to 30 s late, and a stock VM whose
+        # QEMU was killed soon after its first boot came back with an empty host key file and no
+        # sshd, for good (cloud-init does not redo an instance's keys; found by the e2e suite run
+        # in reverse order, VMCTL_TEST_ORDER=reverse).
+        self.machine.run("sync", timeout=self.timeouts.ssh)
+        self.timings["total"] = round(time.monotonic() - started, 2)
         self.machine.save(replace(self.machine.record, timings=self.timings))
         return self.machine
 
@@ -277,6 +300,8 @@ class _Run:
         )
         shared_read_only(image)
         create_overlay(Path(image.path), Path(record.disk), spec.disk_gib)
+        if profile(spec.profile).host_grows_root:
+            grow_root_partition(Path(record.disk))
         keys = [host.client_public_key(), *spec.ssh_keys]
         seed = seed_data(hostname=spec.name, instance_id=record.instance_id, user=user,
                          authorized_keys=keys, host_key=host_key, mac=mac, extra=extra,
@@ -310,13 +335,41 @@ class _Run:
         assert self.machine is not None
         self.machine.wait_ssh(self.timeouts.ssh, on_banner=lambda: self.timeline.mark("ssh_banner"))
 
+    def ready_label(self) -> str:
+        unit = profile(self.spec.profile).ready_unit
+        return f"waiting for the guest to be ready ({unit})" if unit else "waiting for cloud-init to finish"
+
     def wait_cloud_init(self) -> None:
+        """The VM is what ``up`` promises: the profile's ready unit reached, and cloud-init
+        done when it runs at all (a fast VM without user-data never starts it)."""
         assert self.machine is not None
+        if unit := profile(self.spec.profile).ready_unit:
+            self._wait_unit(unit)
+            if needs_cloud_init(self.spec):
+                self._check_cloud_init_result()
+            return
         result = self.machine.run("cloud-init status --wait", timeout=self.timeouts.cloud_init)
         # cloud-init 23.4+ exits 2 for "done, with recoverable errors"
         if result.rc not in (0, 2) or "status: done" not in result.stdout:
             detail = self.machine.run("cloud-init status --long").stdout.strip().replace("\n", "; ")
             raise CloudInitError(self.spec.name, result.rc, detail)
+
+    def _wait_unit(self, unit: str) -> None:
+        """``systemctl start UNIT`` joins the boot's own job for it and returns when it is
+        done: at once if it already is, non-zero if something it requires failed."""
+        assert self.machine is not None
+        result = self.machine.run(["sudo", "systemctl", "start", unit], timeout=self.timeouts.cloud_init)
+        if result.rc != 0:
+            failed = self.machine.run("systemctl --failed --no-legend --plain | cut -d' ' -f1").stdout.split()
+            raise GuestSetupError(self.spec.name, unit, result.tail(), failed)
+
+    def _check_cloud_init_result(self) -> None:
+        """cloud-init's own verdict, from the file each of its stages writes (no Python start)."""
+        assert self.machine is not None
+        text = self.machine.run("cat /run/cloud-init/status.json").stdout
+        errors = cloud_init_errors(text)
+        if errors:
+            raise CloudInitError(self.spec.name, 1, "; ".join(errors))
 
     def install_docker(self) -> None:
         assert self.machine is not None
@@ -334,16 +387,25 @@ def boot_for(image: CachedImage, spec: MachineSpec) -> DiskBoot | KernelBoot:
     boot = boot_spec(image, spec.boot_mode)
     chosen = profile(spec.profile)
     if isinstance(boot, KernelBoot):
-        boot = replace(boot, cmdline=chosen.cmdline(boot.cmdline))
+        config = chosen.under(parse_user_data(spec.user_data), MOUNT_KEYS if spec.mounts else ()) \
+            if needs_cloud_init(spec) else None
+        boot = replace(boot, cmdline=chosen.cmdline(boot.cmdline, config))
         if chosen.initrd == "lean":
             boot = replace(boot, initrd=lean_initrd(image, chosen.name))
     return boot
 
 
+def needs_cloud_init(spec: MachineSpec) -> bool:
+    """Does the VM need cloud-init to run: the user gave user-data, or shared folders
+    (cloud-init writes their fstab lines)? Without either, the fast profile does
+    everything vmctl's own cloud-config asks for itself."""
+    return bool(parse_user_data(spec.user_data)) or bool(spec.mounts)
+
+
 def lean_initrd(image: CachedImage, profile_name: str) -> Path:
-    """The image's lean initramfs; an image built before it existed lacks the
-    fast profile's units too, so it is refused here rather than left to time out."""
-    if not image.lean_initrd:
+    """The image's lean initramfs; an image built before it, or before the fast profile's
+    current units (``FAST_BOOT``), is refused here rather than left to time out."""
+    if not image.lean_initrd or image.fast_boot < FAST_BOOT:
         raise ImageError(
             f"image {image.name!r} predates the {profile_name} profile: "
             "it has no lean initramfs or fast-boot units",

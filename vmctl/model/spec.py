@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -175,14 +175,16 @@ class MachineSpec:
     cpus: int = 2
     memory_mib: int = 1024
     disk_gib: int = 10
-    boot: BootMode | None = None  # disk unless the profile says otherwise
+    boot: BootMode | None = None  # disk unless the profile says otherwise (None until the profile is settled)
     network: str = "vmctl"
     user: str | None = None
     ssh_keys: tuple[str, ...] = ()
     user_data: str = ""  # extra cloud-config, YAML text, merged into vmctl's
     docker: bool = False
     pool: str = ""  # the Swarm pool this VM belongs to, if any
-    profile: str = "stock"  # boot profile: stock, or fast (which boots the kernel directly)
+    # boot profile: stock, or fast (which boots the kernel directly); "" until settled by
+    # ``settled`` (a new VM: fast where the image can boot it) or ``like`` (an existing one's)
+    profile: str = ""
     ports: tuple[str, ...] = ()  # published ports, normalised: "127.0.0.1:8080:80/tcp"
     mounts: tuple[str, ...] = ()  # shared folders, normalised: "/srv/app:/srv/app", "/srv/cfg:/cfg:ro"
 
@@ -199,19 +201,36 @@ class MachineSpec:
             check_user(self.user)
         if self.pool:
             check_name(self.pool, "pool name")
-        forced = profile(self.profile).boot
-        if forced and self.boot not in (None, forced):
-            raise ConfigError(f"profile {self.profile!r} needs boot mode {forced!r}, not {self.boot!r}",
-                              hint="leave the boot mode (--boot) out, or use profile 'stock'")
-        object.__setattr__(self, "boot", self.boot or forced or "disk")
+        if self.profile:
+            forced = profile(self.profile).boot
+            if forced and self.boot not in (None, forced):
+                raise ConfigError(f"profile {self.profile!r} needs boot mode {forced!r}, not {self.boot!r}",
+                                  hint="leave the boot mode (--boot) out, or use profile 'stock'")
+            object.__setattr__(self, "boot", self.boot or forced or "disk")
         object.__setattr__(self, "ports", tuple(str(p) for p in parse_all(self.ports)))
         object.__setattr__(self, "mounts", tuple(str(m) for m in parse_mounts(self.mounts, self.user)))
 
     @property
     def boot_mode(self) -> BootMode:
-        """``boot`` as settled at construction (from the profile, or disk)."""
-        assert self.boot is not None
+        """``boot`` as settled with the profile (from the profile, or disk)."""
+        assert self.boot is not None, f"the profile of {self.name} is not settled"
         return self.boot
+
+    def settled(self, fast_capable: bool) -> MachineSpec:
+        """This spec for a new VM: with no profile asked for, the fast one where the image
+        can boot it (and no disk boot was asked for), else stock."""
+        if self.profile:
+            return self
+        fast = fast_capable and self.boot in (None, "kernel")
+        return replace(self, profile="fast" if fast else "stock")
+
+    def like(self, existing: MachineSpec) -> MachineSpec:
+        """This spec as asked of an existing VM: what it leaves open (the login user, the
+        profile) is the VM's, so a default that changed since does not change the VM."""
+        user = self.user or existing.user
+        if self.profile:
+            return replace(self, user=user)
+        return replace(self, user=user, profile=existing.profile, boot=self.boot or existing.boot)
 
     @property
     def shared_folders(self) -> tuple[Mount, ...]:
@@ -224,6 +243,7 @@ class MachineSpec:
     @classmethod
     def from_dict(cls, raw: dict[str, object]) -> MachineSpec:
         known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        known.setdefault("profile", "stock")  # a record from before profiles
         for key, value in known.items():  # JSON has lists where the spec keeps tuples
             if isinstance(value, list):
                 known[key] = tuple(value)
