@@ -70,9 +70,11 @@ def boot(ctx: click.Context, runs: int, image: str, profiles: tuple[str, ...], d
     """Boot VMs and record when each phase ended, then time containers.
 
     Phases: define, QEMU started, kernel started and userspace reached (from
-    the serial console), address, SSH banner, SSH login, cloud-init done, and
-    Docker ready (with --docker). Inside each guest it records systemd-analyze
-    and cloud-init analyze blame. Every VM it makes is removed again.
+    the serial console), address, SSH banner, SSH login, guest set up
+    (cloud-init, or the fast profile's units), Docker ready (with --docker),
+    and ready: when up returned, what a user waits for. Inside each guest it
+    records systemd-analyze and cloud-init analyze blame. Every VM it makes is
+    removed again.
 
     \b
     Examples:
