@@ -66,15 +66,24 @@ def machines(runtime: dict[str, Any]) -> Iterator[dict[str, dict[str, Any]]]:
                    "down": out[RACE_DOWN][0] + out[RACE_DOWN][1]},
         }
     finally:
-        run_vmctl("down", DISK, KERNEL, check=False)
-        run_vmctl("down", RACE, check=False)
+        for name in (DISK, KERNEL, RACE):  # one at a time: a down refuses all if one name is gone
+            run_vmctl("down", name, check=False)
+
+
+class _Running(dict[str, dict[str, Any]]):
+    """``vms[NAME]``: the shared VM as ``inspect`` sees it now, running: one a test removed
+    or stopped is made or started again when a test asks for it, and only then."""
+
+    def __missing__(self, name: str) -> dict[str, Any]:
+        self[name] = running(name, *SPECS[name])
+        return self[name]
 
 
 @pytest.fixture
-def vms(machines: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The two shared VMs as ``inspect`` sees them now, running: one a test removed
-    or stopped is made or started again, so no test needs another to run first."""
-    return {name: running(name, *spec) for name, spec in SPECS.items()}
+def vms(machines: dict[str, Any]) -> _Running:
+    """The two shared VMs, each made sure of as a test names it (so no test needs
+    another to have run first, and none boots a VM it does not use)."""
+    return _Running()
 
 
 def test_two_ups_of_one_name_at_once_make_one_vm(machines: dict[str, Any]) -> None:
@@ -102,6 +111,7 @@ def test_up_reports_the_vm_and_its_phase_timings(machines: dict[str, dict[str, A
 
 @pytest.mark.parametrize("name", [DISK, KERNEL])
 def test_ssh_runs_commands_and_returns_their_exit_code(vms: dict[str, Any], name: str) -> None:
+    assert vms[name]["state"] == "running"
     assert run_vmctl("ssh", name, "--", "hostname").stdout.strip() == name
     assert run_vmctl("ssh", name, "--", "exit 7", check=False).returncode == 7
     status = run_vmctl("ssh", name, "--", "cloud-init", "status").stdout
@@ -129,6 +139,7 @@ FACTS = {
 def test_a_fast_vm_is_set_up_as_cloud_init_sets_up_a_stock_one(vms: dict[str, Any]) -> None:
     """vmctl's early units (fast, KERNEL) against cloud-init (stock, DISK), same image and disk size:
     the same user, groups, keys, sudo rule, sshd settings, /etc/hosts, grown partition and file system."""
+    assert vms[DISK]["state"] == "running" and vms[KERNEL]["state"] == "running"
     seen = {}
     for name in (DISK, KERNEL):
         seen[name] = {fact: run_vmctl("ssh", name, "--", command).stdout.replace(name, "NAME")
@@ -141,6 +152,7 @@ def test_a_fast_vm_is_set_up_as_cloud_init_sets_up_a_stock_one(vms: dict[str, An
 
 
 def test_interactive_ssh_reads_commands_from_stdin(vms: dict[str, Any]) -> None:
+    assert vms[DISK]["state"] == "running"
     done = subprocess.run(
         [*VMCTL, "ssh", DISK], input="echo from-stdin-$((6*7))\n", capture_output=True, text=True, timeout=120
     )
@@ -149,6 +161,7 @@ def test_interactive_ssh_reads_commands_from_stdin(vms: dict[str, Any]) -> None:
 
 
 def test_the_guest_has_exactly_the_pinned_host_key(vms: dict[str, Any]) -> None:
+    assert vms[DISK]["state"] == "running"
     with vmctl.connect() as host:
         machine = host.get(DISK)
         guest_key = machine.run("sudo cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
@@ -159,6 +172,7 @@ def test_the_guest_has_exactly_the_pinned_host_key(vms: dict[str, Any]) -> None:
 
 
 def test_another_host_key_is_refused(vms: dict[str, Any]) -> None:
+    assert vms[DISK]["state"] == "running"
     with vmctl.connect() as host:
         machine = host.get(DISK)
         real = machine.endpoint()
@@ -170,6 +184,7 @@ def test_another_host_key_is_refused(vms: dict[str, Any]) -> None:
 
 
 def test_python_api_runs_and_copies(vms: dict[str, Any], tmp_path: Path) -> None:
+    assert vms[DISK]["state"] == "running" and vms[KERNEL]["state"] == "running"
     with vmctl.connect() as host:
         names = [m.name for m in host.list()]
         assert DISK in names and KERNEL in names
@@ -186,6 +201,7 @@ def test_python_api_runs_and_copies(vms: dict[str, Any], tmp_path: Path) -> None
 
 
 def test_cp_both_ways(vms: dict[str, Any], tmp_path: Path) -> None:
+    assert vms[DISK]["state"] == "running"
     (tmp_path / "up.txt").write_text("hello guest\n")
     run_vmctl("cp", str(tmp_path / "up.txt"), f"{DISK}:/tmp/")
     assert run_vmctl("ssh", DISK, "--", "cat /tmp/up.txt").stdout == "hello guest\n"
@@ -194,6 +210,7 @@ def test_cp_both_ways(vms: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_ls_and_inspect(vms: dict[str, Any]) -> None:
+    assert vms[DISK]["state"] == "running" and vms[KERNEL]["state"] == "running"
     rows = {m["name"]: m for m in json.loads(run_vmctl("ls", "--json").stdout)}
     assert rows[DISK]["state"] == "running" and rows[DISK]["ip"] == vms[DISK]["ip"]
     assert rows[DISK]["complete"] is True and rows[DISK]["missing_phases"] == []
@@ -204,6 +221,7 @@ def test_ls_and_inspect(vms: dict[str, Any]) -> None:
 
 def test_a_guest_is_private_to_root_and_its_unprivileged_qemu(vms: dict[str, Any]) -> None:
     """No other local user can read a guest's disk, seed or console; QEMU is not root."""
+    assert vms[DISK]["state"] == "running"
     qemu_user = pwd.getpwnam("libvirt-qemu")
     assert os.stat(f"/proc/{_qemu_pid(DISK)}").st_uid == qemu_user.pw_uid
     machines_dir = _state_dir() / "machines"
@@ -217,23 +235,27 @@ def test_a_guest_is_private_to_root_and_its_unprivileged_qemu(vms: dict[str, Any
 
 
 def test_console_shows_the_boot(vms: dict[str, Any]) -> None:
+    assert vms[DISK]["state"] == "running"
     text = run_vmctl("console", DISK).stdout
     assert "Linux version" in text and "Cloud-init" in text
 
 
 def test_up_again_with_the_same_spec_returns_it_unchanged(vms: dict[str, Any]) -> None:
+    assert vms[DISK]["state"] == "running"
     # without --profile: the VM keeps the stock profile it was made with, though the default is fast now
     again = json.loads(run_vmctl("up", DISK, "--image", IMAGE, "--json").stdout)
     assert again["created"] == vms[DISK]["created"] and again["ip"] == vms[DISK]["ip"]
 
 
 def test_up_with_a_different_spec_names_the_difference(vms: dict[str, Any]) -> None:
+    assert vms[DISK]["state"] == "running"
     done = run_vmctl("up", DISK, "--image", IMAGE, "--cpus", "1", "--memory", "768", check=False)
     assert done.returncode == 1
     assert "cpus: 2 -> 1" in done.stderr and "memory_mib: 1024 -> 768" in done.stderr
 
 
 def test_stop_and_start(vms: dict[str, Any]) -> None:
+    assert vms[KERNEL]["state"] == "running"
     run_vmctl("stop", KERNEL)
     assert json.loads(run_vmctl("inspect", KERNEL, "--json").stdout)["state"] == "shutoff"
     run_vmctl("start", KERNEL)
@@ -241,6 +263,7 @@ def test_stop_and_start(vms: dict[str, Any]) -> None:
 
 
 def test_qemu_killed_under_a_running_vm_shows_it_stopped_and_start_recovers(vms: dict[str, Any]) -> None:
+    assert vms[KERNEL]["state"] == "running"
     qemu = _qemu_pid(KERNEL)
     os.kill(qemu, signal.SIGKILL)
     assert until(lambda: (listed(KERNEL) or {}).get("state") == "shutoff"), listed(KERNEL)
@@ -250,6 +273,7 @@ def test_qemu_killed_under_a_running_vm_shows_it_stopped_and_start_recovers(vms:
 
 @pytest.mark.parametrize("daemon", ["virtlogd", "libvirtd"])
 def test_a_daemon_killed_under_running_guests_is_restarted_alone(vms: dict[str, Any], daemon: str) -> None:
+    assert vms[DISK]["state"] == "running"
     before = json.loads(run_vmctl("hypervisor", "status", "--json").stdout)
     qemu = _qemu_pid(DISK)
     os.kill(before["pids"][daemon], signal.SIGKILL)
@@ -289,6 +313,7 @@ def _get(url: str) -> str | None:
 
 def test_port_add_and_rm_on_a_plain_vm(vms: dict[str, Any]) -> None:
     """A web server in the guest, published on the host's loopback, then unpublished."""
+    assert vms[DISK]["state"] == "running"
     run_vmctl("ssh", DISK, "--", "nohup python3 -m http.server 8000 --directory /etc >/dev/null 2>&1 &")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -308,6 +333,7 @@ def test_port_add_and_rm_on_a_plain_vm(vms: dict[str, Any]) -> None:
 
 
 def test_port_add_of_a_taken_host_port_changes_nothing(vms: dict[str, Any]) -> None:
+    assert vms[DISK]["state"] == "running"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -321,6 +347,7 @@ def test_the_readme_python_api_example_runs_as_written(
     vms: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The README's first Python example, on the shared VM (an identical spec is reused), ends it."""
+    assert vms[DISK]["state"] == "running"
     run_readme_python(0, {"web": DISK})
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{DISK} {vms[DISK]['ip']} ") and out[0].split()[2][0].isdigit()  # uname -r
