@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from vmctl.hypervisor.runtime import Runtime
+from vmctl.lab.pool import qemu_pids
 
 VMCTL = [str(Path(sys.executable).parent / "vmctl")]  # the installed command, beside this Python
 IMAGE = os.environ.get("VMCTL_TEST_IMAGE", "debian-12")
@@ -145,18 +146,6 @@ def running(name: str, *up: str) -> dict[str, Any]:
     elif row["state"] != "running":
         vmctl("start", name)
     return dict(vmctl_json("inspect", name))
-
-
-def qemu_pids(name: str) -> list[int]:
-    """The QEMU processes running VM ``name``."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if f"guest={name},".encode() in cmdline.read_bytes():
-                found.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 def traces(name: str, mac: str = "") -> list[str]:

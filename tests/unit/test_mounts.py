@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from vmctl.errors import ConfigError, MissingDependency
-from vmctl.guest.cloudinit import fstab_lines, mount_config, seed_data
+from vmctl.guest.cloudinit import MOUNT_KEYS, fstab_lines, mount_config, seed_data
 from vmctl.guest.keys import KeyPair
 from vmctl.images.catalog import CachedImage
 from vmctl.machines.shares import kernel_release, shares_for
@@ -152,6 +152,7 @@ def test_the_seed_appends_to_fstab_and_starts_the_mounts_on_the_first_boot() -> 
                                 ["echo", "mine"]]
     assert config["write_files"][1]["path"] == "/etc/motd"
     assert mount_config(None) == {} and mount_config(Shares((), "9p")) == {}
+    assert tuple(mount_config(SHARES)) == MOUNT_KEYS  # what the fast profile keeps cloud-init's modules for
 
 
 def test_the_fast_profile_keeps_the_modules_that_mount_the_shares() -> None:

@@ -51,15 +51,16 @@ class PoolLabConfig:
         MachineSpec("lab", image=self.image, cpus=self.cpus, memory_mib=self.memory_mib)  # same checks as up
 
 
-def qemu_pid(name: str) -> int | None:
-    """The QEMU process running VM ``name`` on this host (libvirt names it ``guest=NAME``)."""
+def qemu_pids(name: str) -> list[int]:
+    """The QEMU processes running VM ``name`` on this host (libvirt names it ``guest=NAME``)."""
+    found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             if f"guest={name},".encode() in cmdline.read_bytes():
-                return int(cmdline.parent.name)
+                found.append(int(cmdline.parent.name))
         except OSError:
             continue
-    return None
+    return found
 
 
 def memory_of(pid: int) -> dict[str, float]:
@@ -107,9 +108,9 @@ def _one_size(host: Host, config: PoolLabConfig, profile: str, n: int, prefix: s
         if not errors:
             progress.phase(f"pool of {n}: idling {config.idle:.0f} s, then reading QEMU's memory")
             time.sleep(config.idle)
-            pids = {name: qemu_pid(name) for name in names}
-            result["memory"] = [{"vm": name, "configured_mib": config.memory_mib, **memory_of(pid)}
-                                for name, pid in pids.items() if pid is not None]
+            pids = {name: qemu_pids(name) for name in names}
+            result["memory"] = [{"vm": name, "configured_mib": config.memory_mib, **memory_of(found[0])}
+                                for name, found in pids.items() if found]
         return result
     finally:
         progress.phase(f"pool of {n}: removing its VMs")

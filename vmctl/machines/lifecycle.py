@@ -23,7 +23,7 @@ from .._core.progress import NoProgress, Progress
 from .._core.relay import bind
 from ..engine.install import install
 from ..errors import CloudInitError, ConfigError, GuestSetupError, ImageError, PhaseError, VmctlError
-from ..guest.cloudinit import MOUNT_KEYS, cloud_init_errors, mount_config, parse_user_data, seed_data
+from ..guest.cloudinit import MOUNT_KEYS, cloud_init_errors, parse_user_data, seed_data
 from ..guest.keys import generate
 from ..guest.seed import write_seed
 from ..hypervisor.accel import accelerator
@@ -107,7 +107,7 @@ def up(
     _check_against_host(host, spec)
     spec = replace(spec, user=spec.user or image.user)  # (which checks the mounts against the user's home)
     shares = shares_for(spec, image)  # host directories exist; virtiofs, or 9p the image's kernel can mount
-    extra = profile(spec.profile).under(parse_user_data(spec.user_data), mount_config(shares))  # as boot_for
+    extra = cloud_config(spec) or {}
     private_machines_dir()
     with file_lock(host.file(spec.name, "lock"), what=f"VM {spec.name}", progress=progress):
         def make_run(wanted: MachineSpec, machine: Machine | None = None) -> _Run:
@@ -345,7 +345,7 @@ class _Run:
         assert self.machine is not None
         if unit := profile(self.spec.profile).ready_unit:
             self._wait_unit(unit)
-            if needs_cloud_init(self.spec):
+            if cloud_config(self.spec) is not None:
                 self._check_cloud_init_result()
             return
         result = self.machine.run("cloud-init status --wait", timeout=self.timeouts.cloud_init)
@@ -387,19 +387,21 @@ def boot_for(image: CachedImage, spec: MachineSpec) -> DiskBoot | KernelBoot:
     boot = boot_spec(image, spec.boot_mode)
     chosen = profile(spec.profile)
     if isinstance(boot, KernelBoot):
-        config = chosen.under(parse_user_data(spec.user_data), MOUNT_KEYS if spec.mounts else ()) \
-            if needs_cloud_init(spec) else None
-        boot = replace(boot, cmdline=chosen.cmdline(boot.cmdline, config))
+        boot = replace(boot, cmdline=chosen.cmdline(boot.cmdline, cloud_config(spec)))
         if chosen.initrd == "lean":
             boot = replace(boot, initrd=lean_initrd(image, chosen.name))
     return boot
 
 
-def needs_cloud_init(spec: MachineSpec) -> bool:
-    """Does the VM need cloud-init to run: the user gave user-data, or shared folders
-    (cloud-init writes their fstab lines)? Without either, the fast profile does
-    everything vmctl's own cloud-config asks for itself."""
-    return bool(parse_user_data(spec.user_data)) or bool(spec.mounts)
+def cloud_config(spec: MachineSpec) -> dict[str, object] | None:
+    """The cloud-config the profile and the user's user-data give cloud-init (merged into
+    vmctl's own by the seed), or None when nothing needs cloud-init to run: no user-data
+    and no shared folders (whose fstab lines cloud-init writes). Without either, the
+    fast profile does everything vmctl's own cloud-config asks for itself."""
+    user = parse_user_data(spec.user_data)
+    if not user and not spec.mounts:
+        return None
+    return profile(spec.profile).under(user, MOUNT_KEYS if spec.mounts else ())
 
 
 def lean_initrd(image: CachedImage, profile_name: str) -> Path:
