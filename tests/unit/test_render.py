@@ -137,6 +137,16 @@ def test_accelerator_chooses_the_domain_type(spec: DomainSpec, domain_type: str)
     assert ET.fromstring(domain_xml(spec)).get("type") == domain_type
 
 
+def test_tcg_caps_its_code_cache_and_freed_guest_memory_goes_back_to_the_host() -> None:
+    tcg = ET.fromstring(domain_xml(_domain(accel="tcg", tcg_cache_mib=128)))
+    cache = tcg.find("features/tcg/tb-cache")
+    assert cache is not None and (cache.text, cache.get("unit")) == ("128", "MiB")
+    assert ET.fromstring(domain_xml(_domain(accel="kvm"))).find("features/tcg") is None  # KVM has no such cache
+    for accel in ("kvm", "tcg"):
+        balloon = ET.fromstring(domain_xml(_domain(accel=accel))).find("devices/memballoon")
+        assert balloon is not None and balloon.get("freePageReporting") == "on"
+
+
 def test_shares_are_filesystems_and_virtiofs_shares_the_memory() -> None:
     plain = ET.fromstring(domain_xml(_domain()))
     virtiofs = ET.fromstring(domain_xml(_domain(shares=Shares(MOUNTS, "virtiofs", VIRTIOFSD))))

@@ -151,6 +151,9 @@ class DomainSpec:
     cpus: int = 2
     memory_mib: int = 1024
     accel: Accel = "tcg"
+    # TCG only: the translated-code cache, in MiB (QEMU's own default, 1 GiB, is
+    # filled by a Docker host and then held for good; 256 cost no speed in the lab)
+    tcg_cache_mib: int = 256
     boot: DiskBoot | KernelBoot = field(default_factory=DiskBoot)
     seed: Path | None = None
     network: NetworkChoice | None = field(default_factory=NetworkChoice)
