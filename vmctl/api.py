@@ -5,6 +5,7 @@ Nothing here prints or exits; failures raise :class:`vmctl.VmctlError`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ._core.locks import file_lock
@@ -37,7 +38,9 @@ def hypervisor_start(progress: Progress = NoProgress()) -> RuntimeStatus:
     progress.phase("preparing network and storage")
     with Hypervisor(runtime.uri) as hv:
         prepare_host(hv)
-    return status
+    with Host(runtime.uri) as host:
+        autostarted = host.start_autostart(progress)
+    return replace(status, autostarted=autostarted)
 
 
 def hypervisor_stop() -> RuntimeStatus:

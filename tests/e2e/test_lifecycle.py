@@ -262,6 +262,57 @@ def test_stop_and_start(vms: dict[str, Any]) -> None:
     assert run_vmctl("ssh", KERNEL, "--", "hostname").stdout.strip() == KERNEL
 
 
+def test_suspend_frees_the_host_and_resume_brings_the_vm_back_as_it_was(vms: dict[str, Any]) -> None:
+    assert vms[KERNEL]["state"] == "running"
+    events = _popen("events", "--json")
+    try:
+        run_vmctl("ssh", KERNEL, "--", "nohup sleep 3600 >/dev/null 2>&1 & echo $! > /tmp/e2e-sleeper")
+        run_vmctl("suspend", KERNEL)
+        assert listed(KERNEL)["state"] == "suspended"
+        assert qemu_pids(KERNEL) == []  # its QEMU, and the memory it held, are gone
+        time.sleep(15)  # long enough that a clock left as it was would be 15 s behind
+        run_vmctl("resume", KERNEL)
+        assert listed(KERNEL)["state"] == "running"
+        out = run_vmctl("ssh", KERNEL, "--", "date +%s.%N; kill -0 $(cat /tmp/e2e-sleeper) && echo alive").stdout
+        guest_clock, alive = out.split()
+        assert alive == "alive"  # the same guest, not a new boot: its processes kept running
+        assert abs(float(guest_clock) - time.time()) < 5, "the guest's clock was not corrected"
+        bad = [run_vmctl("resume", KERNEL, check=False), run_vmctl("autostart", KERNEL, "on"),
+               run_vmctl("stop", KERNEL), run_vmctl("suspend", KERNEL, check=False),
+               run_vmctl("resume", KERNEL, check=False)]
+        assert (bad[0].returncode, bad[3].returncode, bad[4].returncode) == (1, 1, 1)
+        assert "error: e2e-kernel is running, not suspended" in bad[0].stderr
+        assert "error: e2e-kernel is shutoff, not running" in bad[3].stderr
+        assert "error: e2e-kernel is shutoff, not suspended" in bad[4].stderr
+        assert listed(KERNEL)["state"] == "shutoff"
+    finally:
+        events.send_signal(signal.SIGINT)  # as Ctrl-C: it ends quietly
+        out, err = events.communicate(timeout=60)
+    assert events.returncode == 0, err
+    seen = [(e["event"], e["detail"]) for e in map(json.loads, out.splitlines()) if e["name"] == KERNEL]
+    wanted = [("suspended", "saved"), ("resumed", "restored"), ("stopped", "shutdown")]
+    assert [e for e in seen if e in wanted] == wanted, seen
+
+
+def test_hypervisor_start_starts_the_vms_marked_autostart(vms: dict[str, Any]) -> None:
+    """KERNEL, off and marked autostart (as the test above leaves it): libvirtd dies, and
+    `hypervisor start` brings it back and starts the VM; then the mark is taken off."""
+    if listed(KERNEL) is None:
+        assert vms[KERNEL]  # made again when this test runs without the one above
+    run_vmctl("autostart", KERNEL, "on")
+    run_vmctl("stop", KERNEL)  # (off already, in the usual order)
+    pid = json.loads(run_vmctl("hypervisor", "status", "--json").stdout)["pids"]["libvirtd"]
+    os.kill(pid, signal.SIGKILL)
+    assert until(lambda: not json.loads(run_vmctl("hypervisor", "status", "--json").stdout)["running"])
+    status = json.loads(run_vmctl("hypervisor", "start", "--json").stdout)
+    assert status["autostarted"] == [KERNEL], status
+    assert listed(KERNEL)["state"] == "running"
+    assert run_vmctl("ssh", KERNEL, "--", "hostname").stdout.strip() == KERNEL
+    run_vmctl("autostart", KERNEL, "off")
+    assert json.loads(run_vmctl("inspect", KERNEL, "--json").stdout)["autostart"] is False
+    assert json.loads(run_vmctl("hypervisor", "start", "--json").stdout)["autostarted"] == []
+
+
 def test_qemu_killed_under_a_running_vm_shows_it_stopped_and_start_recovers(vms: dict[str, Any]) -> None:
     assert vms[KERNEL]["state"] == "running"
     qemu = _qemu_pid(KERNEL)

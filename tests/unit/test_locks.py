@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vmctl._core.locks import file_lock, replacing
+from vmctl._core.locks import file_lock, is_held, replacing
 from vmctl._core.progress import NoProgress
 from vmctl.errors import WaitTimeout
 
@@ -83,3 +83,11 @@ def test_a_waiter_says_whom_it_waits_for_and_gives_up(tmp_path: Path) -> None:
         assert lock.read_text() == f"{os.getpid()}\n"
     with file_lock(tmp_path / "new.lock"):
         assert stat.S_IMODE((tmp_path / "new.lock").stat().st_mode) == 0o600
+
+
+def test_is_held_sees_a_holder_and_never_waits(tmp_path: Path) -> None:
+    lock = tmp_path / "vm.lock"
+    assert not is_held(lock)  # no file
+    with file_lock(lock):
+        assert is_held(lock)  # (here, held by this process through another open file)
+    assert lock.exists() and not is_held(lock)

@@ -32,7 +32,9 @@ def hypervisor_start(as_json: bool) -> None:
 
     A running runtime is left as it is. When only a daemon died, that daemon alone
     is started again, and libvirtd and the guests keep running; only when nothing
-    of the runtime is left is it started afresh. It says which.
+    of the runtime is left is it started afresh. It says which. Then the VMs marked
+    autostart ('vmctl autostart NAME on') that are not running are started (the
+    suspended ones resumed), with their Docker socket and port forwards.
 
     \b
     Example:
@@ -110,11 +112,12 @@ def _kept(status: RuntimeStatus, kept: dict[str, list[int]]) -> list[str]:
 def start_message(status: RuntimeStatus) -> str:
     """What ``hypervisor start`` did: ``restarted virtlogd; libvirtd and 2 guests kept running: URI``."""
     where = f"{status.uri} (network namespace {status.netns})"
+    also = f"\nstarted (autostart): {', '.join(status.autostarted)}" if status.autostarted else ""
     if not status.started:
-        return f"runtime already running: {where}"
+        return f"runtime already running: {where}{also}"
     if not (kept := _kept(status, status.kept)):
-        return f"runtime started: {where}"
-    return f"restarted {_joined(status.started)}; {_joined(kept)} kept running: {where}"
+        return f"runtime started: {where}{also}"
+    return f"restarted {_joined(status.started)}; {_joined(kept)} kept running: {where}{also}"
 
 
 def state_text(status: RuntimeStatus) -> str:

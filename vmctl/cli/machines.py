@@ -1,10 +1,13 @@
-"""``vmctl up|ls|inspect|ssh|cp|console|stop|start|restart|down``: VMs from the command line.
+"""``vmctl up|ls|inspect|ssh|cp|console|stop|start|suspend|resume|restart|autostart|events|down``: VMs
+from the command line.
 
 Also the hidden ``vmctl netns-proxy`` (see :mod:`vmctl._core.proxy`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shlex
 import sys
@@ -65,11 +68,13 @@ def _spec(name: str, opts: dict[str, Any]) -> MachineSpec:
     )
 
 
-def _up_one(uri: str | None, spec: MachineSpec, progress: Progress, keep: bool) -> dict[str, Any]:
+def _up_one(uri: str | None, spec: MachineSpec, progress: Progress, keep: bool, autostart: bool) -> dict[str, Any]:
     from ..machines.host import Host
 
     with Host(uri) as host:
         machine = host.up(spec, progress=progress, keep_on_failure=keep)
+        if autostart:
+            machine.set_autostart(True)
         data = machine.to_dict()
         machine.close()
         return data
@@ -107,9 +112,11 @@ def _summary(data: dict[str, Any]) -> str:
                    "GUESTDIR defaults to the same path as HOSTDIR, as in Lima and Multipass; ro makes it "
                    "read-only in the guest. Example: --mount $PWD/src --mount /srv/cfg:/cfg:ro")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a failed VM in place to inspect it.")
+@click.option("--autostart", is_flag=True, help="Start it whenever the runtime starts (see 'vmctl autostart').")
 @click.option("--json", "as_json", is_flag=True, help="Print the VM (a list for several) as JSON.")
 @click.pass_context
-def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_json: bool, **opts: Any) -> None:
+def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, autostart: bool, as_json: bool,
+       **opts: Any) -> None:
     """Create VMs, boot them, and wait until they can be logged into.
 
     Several names are created in parallel. A VM that already exists with the
@@ -124,18 +131,21 @@ def up(ctx: click.Context, /, names: tuple[str, ...], keep_on_failure: bool, as_
       vmctl up web --publish 8080:80 --publish 5353:53/udp
       vmctl up dev --mount $PWD/src --mount /srv/cfg:/cfg:ro   # src at the same path
       vmctl up classic --profile stock   # the image's own boot loader and cloud-init
+      vmctl up dockerhost --docker --autostart   # back whenever the runtime starts
     """
     specs = [_spec(name, opts) for name in names]  # every input checked before anything is made
     uri = ctx.obj["connect"]
     if len(specs) == 1:
         with output.progress(as_json) as progress:
-            results: list[dict[str, Any] | VmctlError] = [_up_one(uri, specs[0], progress, keep_on_failure)]
+            results: list[dict[str, Any] | VmctlError] = [_up_one(uri, specs[0], progress, keep_on_failure,
+                                                                  autostart)]
     else:
-        results = _up_many(uri, specs, as_json, keep_on_failure)
+        results = _up_many(uri, specs, as_json, keep_on_failure, autostart)
     _report_up(results, names, as_json)
 
 
-def _up_many(uri: str | None, specs: list[MachineSpec], quiet: bool, keep: bool) -> list[dict[str, Any] | VmctlError]:
+def _up_many(uri: str | None, specs: list[MachineSpec], quiet: bool, keep: bool,
+             autostart: bool) -> list[dict[str, Any] | VmctlError]:
     from .._core.progress import NoProgress
 
     lock, started = threading.Lock(), time.monotonic()
@@ -143,7 +153,7 @@ def _up_many(uri: str | None, specs: list[MachineSpec], quiet: bool, keep: bool)
     def one(spec: MachineSpec) -> dict[str, Any] | VmctlError:
         progress = NoProgress() if quiet else output.LineProgress(spec.name, started, lock)
         try:
-            return _up_one(uri, spec, progress, keep)
+            return _up_one(uri, spec, progress, keep, autostart)
         except VmctlError as e:
             return e
 
@@ -326,6 +336,12 @@ def _follow(path: Path) -> None:
             time.sleep(0.3)
 
 
+def _vms_command(fn: Callable[..., None]) -> click.Command:
+    """A command over VM names: ``vmctl VERB NAME...``, names completed from ``vmctl ls``."""
+    named = click.argument("names", nargs=-1, required=True, shell_complete=_names)(click.pass_context(fn))
+    return click.command()(named)
+
+
 def _each(ctx: click.Context, names: tuple[str, ...], label: str, fn: Callable[[Machine], object]) -> None:
     with _host(ctx) as host:
         for name in names:
@@ -349,11 +365,11 @@ def stop(ctx: click.Context, names: tuple[str, ...], force: bool, timeout: float
     _each(ctx, names, "stopping", lambda m: m.stop(timeout=timeout, force=force))
 
 
-@click.command()
-@click.argument("names", nargs=-1, required=True, shell_complete=_names)
-@click.pass_context
+@_vms_command
 def start(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Start stopped VMs and wait until SSH answers.
+
+    A suspended VM ('vmctl suspend') is resumed as it was, as 'vmctl resume' does.
 
     \b
     Example:
@@ -362,9 +378,87 @@ def start(ctx: click.Context, names: tuple[str, ...]) -> None:
     _each(ctx, names, "starting", lambda m: m.start())
 
 
+@_vms_command
+def suspend(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Save running VMs' memory to disk and free the host's; 'resume' brings them back.
+
+    libvirt's managed save: the VM's QEMU stops, its memory goes to a file beside
+    libvirt's state, and 'vmctl resume' (or 'start') continues it where it was,
+    containers and SSH sessions' processes included, with the guest's clock set
+    to the host's. 'vmctl ls' shows it as suspended.
+
+    \b
+    Examples:
+      vmctl suspend web
+      vmctl resume web
+    """
+    _each(ctx, names, "suspending", lambda m: m.suspend())
+
+
+@_vms_command
+def resume(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Bring suspended VMs back as they were and wait until SSH answers.
+
+    \b
+    Example:
+      vmctl resume web && vmctl ssh web -- uptime
+    """
+    _each(ctx, names, "resuming", lambda m: m.resume())
+
+
 @click.command()
-@click.argument("names", nargs=-1, required=True, shell_complete=_names)
+@click.argument("name", shell_complete=_names)
+@click.argument("setting", type=click.Choice(["on", "off"]))
 @click.pass_context
+def autostart(ctx: click.Context, name: str, setting: str) -> None:
+    """Start a VM whenever the runtime starts ('vmctl hypervisor start'), or not.
+
+    On vmctl's private runtime, 'hypervisor start' starts (or resumes) the VMs
+    marked autostart and their forwarders; on another libvirt host, libvirtd
+    starts them when it starts. 'vmctl inspect NAME --json' shows the flag.
+
+    \b
+    Examples:
+      vmctl autostart web on
+      vmctl up db --autostart
+      vmctl autostart web off
+    """
+    with _host(ctx) as host:
+        host.get(name).set_autostart(setting == "on")
+    click.echo(f"{name}: autostart {setting}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.pass_context
+def events(ctx: click.Context, as_json: bool) -> None:
+    """Print VMs' lifecycle events as they happen, until interrupted (Ctrl-C).
+
+    Events: defined, started, stopped, shutting-down, suspended, resumed,
+    paused, unpaused, crashed, removed; each with libvirt's detail
+    (booted, shutdown, destroyed, saved, restored...).
+
+    \b
+    Examples:
+      vmctl events
+      vmctl events --json | jq -c 'select(.event == "crashed")'
+    """
+    import datetime
+
+    with _host(ctx) as host, host.events() as stream:
+        try:
+            for event in stream:
+                if as_json:
+                    click.echo(json.dumps(dataclasses.asdict(event)))
+                else:
+                    when = datetime.datetime.fromtimestamp(event.time).strftime("%H:%M:%S.%f")[:-3]
+                    click.echo(f"{when}  {event.name:<20} {event.event:<14} {event.detail}")
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+
+
+@_vms_command
 def restart(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Shut VMs down and start them again, waiting for SSH.
 
@@ -375,9 +469,7 @@ def restart(ctx: click.Context, names: tuple[str, ...]) -> None:
     _each(ctx, names, "restarting", lambda m: m.restart())
 
 
-@click.command()
-@click.argument("names", nargs=-1, required=True, shell_complete=_names)
-@click.pass_context
+@_vms_command
 def down(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Destroy VMs: stop, undefine, delete disk, seed, log and keys.
 

@@ -5,8 +5,12 @@ libvirt errors are translated into :class:`HypervisorError` at this boundary.
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +38,145 @@ STATES = {
     libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down",
     libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
     libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",  # the guest's own S3 sleep
 }
+SUSPENDED = "suspended"  # off, with its memory saved by libvirt's managed save: a start resumes it
+
+
+# libvirt's lifecycle events in vmctl's words: (event, detail) first, then the event alone.
+# A managed save is "suspended" and its restore "resumed", as `vmctl suspend/resume` say;
+# libvirt's own pause (SUSPENDED/RESUMED) is "paused"/"unpaused".
+_E = libvirt
+EVENTS: dict[tuple[int, int | None], str] = {
+    (_E.VIR_DOMAIN_EVENT_DEFINED, None): "defined",
+    (_E.VIR_DOMAIN_EVENT_UNDEFINED, None): "removed",
+    (_E.VIR_DOMAIN_EVENT_STARTED, _E.VIR_DOMAIN_EVENT_STARTED_RESTORED): "resumed",
+    (_E.VIR_DOMAIN_EVENT_STARTED, None): "started",
+    (_E.VIR_DOMAIN_EVENT_SUSPENDED, None): "paused",
+    (_E.VIR_DOMAIN_EVENT_RESUMED, None): "unpaused",
+    (_E.VIR_DOMAIN_EVENT_STOPPED, _E.VIR_DOMAIN_EVENT_STOPPED_SAVED): "suspended",
+    (_E.VIR_DOMAIN_EVENT_STOPPED, _E.VIR_DOMAIN_EVENT_STOPPED_CRASHED): "crashed",
+    (_E.VIR_DOMAIN_EVENT_STOPPED, _E.VIR_DOMAIN_EVENT_STOPPED_FAILED): "crashed",
+    (_E.VIR_DOMAIN_EVENT_STOPPED, None): "stopped",
+    (_E.VIR_DOMAIN_EVENT_SHUTDOWN, None): "shutting-down",
+    (_E.VIR_DOMAIN_EVENT_PMSUSPENDED, None): "pmsuspended",
+    (_E.VIR_DOMAIN_EVENT_CRASHED, None): "crashed",
+}
+_DETAILS = {  # libvirt's detail names, for the JSON (VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN -> "shutdown")
+    getattr(_E, f"VIR_DOMAIN_EVENT_{event}"): {
+        getattr(_E, n): n.split("_", 4)[-1].lower() for n in dir(_E) if n.startswith(f"VIR_DOMAIN_EVENT_{event}_")}
+    for event in ("DEFINED", "UNDEFINED", "STARTED", "SUSPENDED", "RESUMED", "STOPPED", "SHUTDOWN", "PMSUSPENDED",
+                  "CRASHED")
+}
+
+
+def event_name(event: int, detail: int) -> str:
+    """vmctl's word for a libvirt lifecycle event."""
+    return EVENTS.get((event, detail)) or EVENTS.get((event, None), f"event-{event}")
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """One lifecycle event of a domain, as libvirt reported it."""
+
+    time: float  # seconds since the epoch, when vmctl received it
+    name: str
+    event: str  # vmctl's word (EVENTS)
+    detail: str  # libvirt's detail, e.g. "booted", "shutdown", "destroyed", "saved"
+
+
+_loop_lock = threading.Lock()
+_loop_started = False
+
+
+def _start_event_loop() -> None:
+    """libvirt's default event loop, run in a daemon thread; once per process, before the
+    connection that listens opens (libvirt's rule)."""
+    global _loop_started
+    with _loop_lock:
+        if _loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def loop() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
+        _loop_started = True
+
+
+class EventStream:
+    """Every domain's lifecycle events on a libvirt host, as they happen: iterate over it,
+    and close it (or use it as a context manager) when done. It listens from the moment it
+    is made; a lost connection (libvirtd gone) ends the iteration with :class:`HypervisorError`."""
+
+    def __init__(self, uri: str) -> None:
+        _start_event_loop()
+        self.uri = uri
+        try:
+            self._conn = libvirt.open(uri)
+        except libvirt.libvirtError as e:
+            raise HypervisorError(f"cannot connect to libvirt at {uri}: {_message(e)}",
+                                  hint="start vmctl's runtime with 'vmctl hypervisor start', or check --connect") from e
+        self._found: queue.Queue[DomainEvent | None] = queue.Queue()
+        try:
+            with suppress(libvirt.libvirtError):  # (drivers without a daemon have no keepalive)
+                self._conn.setKeepAlive(5, 3)  # a libvirtd that died is noticed within 20 s
+            self._conn.registerCloseCallback(self._on_close, None)
+            self._callback = self._conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
+        except libvirt.libvirtError as e:
+            self._conn.close()
+            raise HypervisorError(f"listening for events on {uri} failed: {_message(e)}") from e
+        self._closed = False
+
+    def _on_event(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        words = _DETAILS.get(event, {})
+        self._found.put(DomainEvent(time.time(), str(dom.name()), event_name(event, detail),
+                                    words.get(detail, str(detail))))
+
+    def _on_close(self, _conn: Any, _reason: int, _opaque: Any) -> None:
+        self._found.put(None)
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> DomainEvent:
+        if self._closed:
+            raise StopIteration
+        item = self._found.get()
+        if item is None:
+            self.close()
+            raise HypervisorError(f"lost the connection to libvirt at {self.uri}",
+                                  hint="check the runtime with 'vmctl hypervisor status'")
+        return item
+
+    def get(self, timeout: float) -> DomainEvent | None:
+        """The next event, or None if none came within ``timeout`` seconds."""
+        try:
+            item = self._found.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is None:
+            self._found.put(None)  # __next__ reports the lost connection
+        return item
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with suppress(libvirt.libvirtError):  # the connection is gone already
+            self._conn.domainEventDeregisterAny(self._callback)
+            self._conn.unregisterCloseCallback()
+        with suppress(libvirt.libvirtError):
+            self._conn.close()
 
 
 @dataclass(frozen=True)
@@ -193,6 +334,12 @@ class Hypervisor:
         """Save the running domain's memory to disk and stop it; the next start restores it."""
         self._call(self._domain(name).managedSave, 0, what=f"saving the state of {name}")
 
+    def autostart(self, name: str) -> bool:
+        return bool(self._call(self._domain(name).autostart, what=f"reading {name}'s autostart flag"))
+
+    def set_autostart(self, name: str, on: bool) -> None:
+        self._call(self._domain(name).setAutostart, int(on), what=f"setting {name}'s autostart flag")
+
     def exists(self, name: str) -> bool:
         try:
             self.conn.lookupByName(name)
@@ -201,7 +348,10 @@ class Hypervisor:
         return True
 
     def state(self, name: str) -> str:
-        state, _reason = self._domain(name).state()
+        dom = self._domain(name)
+        state, _reason = dom.state()
+        if state == libvirt.VIR_DOMAIN_SHUTOFF and dom.hasManagedSaveImage(0):
+            return SUSPENDED
         return STATES.get(state, "unknown")
 
     def domains(self) -> Iterator[str]:

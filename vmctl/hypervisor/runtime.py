@@ -87,6 +87,7 @@ class RuntimeStatus:
     socket_exists: bool = False
     started: list[str] = field(default_factory=list)
     kept: dict[str, list[int]] = field(default_factory=dict)
+    autostarted: list[str] = field(default_factory=list)  # VMs marked autostart that start started
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

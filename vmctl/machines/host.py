@@ -6,13 +6,13 @@ import builtins
 from collections.abc import Iterator
 from pathlib import Path
 
-from .._core.locks import file_lock
+from .._core.locks import file_lock, is_held
 from .._core.paths import machines_dir, private_machines_dir, state_dir
 from .._core.proc import run
 from .._core.progress import NoProgress, Progress
 from ..errors import HypervisorError, NoSuchMachine, NotManaged, VmctlError
 from ..guest.keys import client_key
-from ..hypervisor.driver import Hypervisor
+from ..hypervisor.driver import EventStream, Hypervisor
 from ..hypervisor.runtime import Runtime, resolve_uri
 from ..hypervisor.xml import network_xml, storage_pool_xml
 from ..model.record import METADATA_NS, Record
@@ -94,9 +94,38 @@ class Host:
             if (record := self.record(name)) is not None:
                 yield Machine(self, name, record)
 
+    def events(self) -> EventStream:
+        """Every VM's lifecycle events on this host as they happen (defined, started, stopped,
+        suspended, resumed, crashed, removed...): iterate, and close it when done::
+
+            with host.events() as events:
+                for event in events:
+                    print(event.name, event.event)
+        """
+        return EventStream(self.uri)
+
+    def start_autostart(self, progress: Progress = NoProgress()) -> builtins.list[str]:
+        """Start the VMs marked autostart that are not running (resume the suspended ones),
+        wait for their SSH, and start the forwarder of each that needs one; returns their
+        names. (libvirtd may have started some itself, when it started afresh.)"""
+        started = []
+        for machine in self.list():
+            if not machine.autostart:
+                continue
+            forwarding = not machine.needs_forwarder or machine.forwarder().get("state") == "running"
+            if machine.state == "running" and forwarding:
+                continue
+            progress.phase(f"starting {machine.name} (autostart)")
+            machine.start()
+            machine.close()
+            started.append(machine.name)
+        return started
+
     def exists(self, name: str) -> bool:
-        """Whether anything of VM ``name`` is here: its domain, or files an interrupted run left."""
-        return self.hv.exists(name) or any(self.file(name, suffix).exists() for suffix in FILE_SUFFIXES[:-1])
+        """Whether anything of VM ``name`` is here: its domain, files an interrupted run left,
+        or an ``up`` that holds its lock and has made nothing yet (a ``down`` waits for it)."""
+        return (self.hv.exists(name) or any(self.file(name, suffix).exists() for suffix in FILE_SUFFIXES[:-1])
+                or is_held(self.file(name, "lock")))
 
     def delete_unlocked(self, name: str) -> builtins.list[str]:
         """Power off, undefine and delete everything of VM ``name``; returns what was removed.

@@ -10,10 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.poll import Look, wait_for
 from .._core.proc import CommandResult
-from ..errors import HostKeyMismatch, MachineNotRunning, NoAddress, VmctlError, WaitTimeout
+from ..errors import (
+    GuestError,
+    HostKeyMismatch,
+    MachineNotRunning,
+    MachineStateError,
+    NoAddress,
+    VmctlError,
+    WaitTimeout,
+)
 from ..guest.keys import fingerprint
 from ..guest.ssh import Endpoint, SSHConnection, read_banner
 from ..hypervisor.console import read, tail
+from ..hypervisor.driver import SUSPENDED
 from ..model.record import KEY, METADATA_NS, PHASES, Record
 from ..model.spec import MachineSpec, NetworkChoice
 from . import forwarder
@@ -55,6 +64,14 @@ class Machine:
     @property
     def state(self) -> str:
         return self.host.hv.state(self.name)
+
+    @property
+    def autostart(self) -> bool:
+        """Whether ``hypervisor start`` (or libvirtd's own start, elsewhere) starts this VM."""
+        return self.host.hv.autostart(self.name)
+
+    def set_autostart(self, on: bool) -> None:
+        self.host.hv.set_autostart(self.name, on)
 
     @property
     def ip(self) -> str | None:
@@ -102,7 +119,7 @@ class Machine:
             "mac": self.record.mac, "accel": self.record.accel, "netns": self.record.netns,
             "disk": self.record.disk, "seed": self.record.seed, "serial_log": self.record.serial_log,
             "spec": self.spec.to_dict(), "timings": self.record.timings, "created": self.record.created,
-            "forwarder": self.forwarder() if self.needs_forwarder else None,
+            "forwarder": self.forwarder() if self.needs_forwarder else None, "autostart": self.autostart,
         }
 
     # SSH --------------------------------------------------------------------
@@ -220,15 +237,45 @@ class Machine:
         self.host.hv.power_off(self.name)
 
     def start(self, ssh_timeout: float = 600, forward: bool = True) -> float:
-        """Power on (if off), wait for SSH, start the forwarder (with ``forward``, if the
-        VM needs one); returns the seconds it took."""
+        """Power on (if off) or resume (if suspended), wait for SSH, start the forwarder
+        (with ``forward``, if the VM needs one); returns the seconds it took."""
         started = time.monotonic()
-        if self.state != "running":
-            self.host.hv.start(self.name)
+        state = self.state
+        if state != "running":
+            self.host.hv.start(self.name)  # libvirt restores a managed save itself
         self.wait_ssh(ssh_timeout)
+        if state == SUSPENDED:
+            self.sync_clock()
         if forward and self.needs_forwarder:
             self.forward()
         return time.monotonic() - started
+
+    def suspend(self) -> None:
+        """Save the running VM's memory to disk and stop its QEMU (libvirt's managed save),
+        which frees the host's memory; :meth:`resume` or :meth:`start` brings it back."""
+        state = self.state
+        if state == SUSPENDED:
+            return
+        if state != "running":
+            hint = f"only a running VM can be suspended: 'vmctl start {self.name}' first"
+            raise MachineNotRunning(self.name, state, hint=hint)
+        self.close()
+        forwarder.stop(self.host.dir, self.name)  # its connections would hang on a guest that is gone
+        self.host.hv.managed_save(self.name)
+
+    def resume(self, ssh_timeout: float = 600) -> float:
+        """Bring a suspended VM back as it was (SSH answers again, the clock corrected)."""
+        if (state := self.state) != SUSPENDED:
+            hint = f"start it with 'vmctl start {self.name}'" if state != "running" else "it is running already"
+            raise MachineStateError(f"{self.name} is {state}, not suspended", name=self.name, state=state, hint=hint)
+        return self.start(ssh_timeout)
+
+    def sync_clock(self) -> None:
+        """Set the guest's clock to the host's: a resumed guest's stood still while it was saved."""
+        result = self.run(f"sudo date -u -s @{time.time():.3f}", timeout=60)
+        if not result.ok:
+            raise GuestError(f"setting the clock of resumed {self.name} failed: {result.tail()}", machine=self.name,
+                             hint=f"'vmctl ssh {self.name} -- sudo date -u -s @$(date +%s)'")
 
     def restart(self, ssh_timeout: float = 600) -> float:
         self.stop()
