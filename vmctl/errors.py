@@ -7,6 +7,7 @@ fix it), plus the fields a caller would act on (a name, a phase, an exit code)::
     VmctlError
     ├── ConfigError              bad input: names, sizes, files, plan keys; nothing was made
     │   ├── NoSuchMachine            no VM of that name on the host (name, uri)
+    │   ├── NoSuchSnapshot           the VM has no snapshot of that name (machine, snapshot)
     │   └── NotManaged               a libvirt domain vmctl did not create (name, uri)
     ├── MachineStateError        the VM is not in the state the operation needs
     │   ├── MachineNotRunning        it is off, paused, crashed... (name, state)
@@ -52,7 +53,7 @@ __all__ = [
     "ChecksumError", "CloudInitError", "CommandError", "ConfigError", "DockerInstallError",
     "DownloadError", "GuestError", "GuestSetupError", "HostKeyMismatch", "HypervisorError", "ImageError",
     "MachineNotRunning", "MachineStateError", "MissingDependency", "NoAddress", "NoSuchMachine",
-    "NotManaged", "PhaseError", "PoolError", "ProbeError", "RuntimeStateError", "SSHError",
+    "NoSuchSnapshot", "NotManaged", "PhaseError", "PoolError", "ProbeError", "RuntimeStateError", "SSHError",
     "SwarmError", "VmctlError", "WaitTimeout",
 ]
 
@@ -109,6 +110,15 @@ class NoSuchMachine(ConfigError):
     def __init__(self, name: str, uri: str) -> None:
         super().__init__(f"no VM named {name!r} on {uri}")
         self.name, self.uri = name, uri
+
+
+class NoSuchSnapshot(ConfigError):
+    """VM ``machine`` has no snapshot called ``snapshot``."""
+
+    def __init__(self, machine: str, snapshot: str) -> None:
+        super().__init__(f"{machine} has no snapshot named {snapshot!r}",
+                         hint=f"'vmctl snapshot ls {machine}' lists its snapshots")
+        self.machine, self.snapshot = machine, snapshot
 
 
 class NotManaged(ConfigError):

@@ -211,11 +211,16 @@ def baked_image(dockerhost: dict[str, Any]) -> Iterator[dict[str, Any]]:
     try:
         running(DOCK, *DOCK_UP[2:])
         machine_id = vmctl("ssh", DOCK, "--", "cat /etc/machine-id").stdout.strip()
+        vmctl("snapshot", "rm", DOCK, "e2e-before-bake", check=False)
+        vmctl("snapshot", "create", DOCK, "e2e-before-bake")  # a VM with a snapshot can be baked
         killed_at(argv, "flattening the disk", 1.0)
         again = vmctl(*argv)  # (its progress on stderr says what it cleaned up)
         image = next(row for row in vmctl_json("image", "ls") if row["name"] == BAKED_IMAGE)
         after = vmctl_json("inspect", DOCK)
         after["socket_left"] = Path(after["disk"]).with_suffix(".docker.sock").exists()
-        yield {**image, "rebaked": again.stderr, "source_machine_id": machine_id, "source_after": after}
+        snapshots = vmctl_json("snapshot", "ls", DOCK)
+        vmctl("snapshot", "rm", DOCK, "e2e-before-bake")
+        yield {**image, "rebaked": again.stderr, "source_machine_id": machine_id, "source_after": after,
+               "source_snapshots": snapshots}
     finally:
         vmctl("image", "rm", "--force", BAKED_IMAGE, check=False)

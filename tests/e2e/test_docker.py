@@ -287,6 +287,22 @@ def test_idle_sessions_last(dock: dict[str, Any]) -> None:
     assert quiet.returncode == 0 and woke.strip() == "awake", err
 
 
+def test_a_snapshot_of_a_docker_host_keeps_its_containers(dock: dict[str, Any]) -> None:
+    run_vmctl("ssh", DOCK, "--", "docker rm -f e2e-kept >/dev/null 2>&1; "
+              "docker run -d --name e2e-kept --network none vmctl/busybox:latest sleep 3600")
+    try:
+        taken = json.loads(run_vmctl("snapshot", "create", DOCK, "e2e-containers", "--json").stdout)
+        assert taken["memory"] and taken["state"] == "running"
+        run_vmctl("ssh", DOCK, "--", "docker rm -f e2e-kept")
+        run_vmctl("snapshot", "revert", DOCK, "e2e-containers")
+        # the container runs again, seen through the Docker socket's forward, which came back too
+        done = _docker("ps", "--filter", "name=e2e-kept", "--format", "{{.Status}}", host=_docker_host())
+        assert done.stdout.startswith("Up"), done.stdout + done.stderr
+    finally:
+        run_vmctl("ssh", DOCK, "--", "docker rm -f e2e-kept", check=False)
+        run_vmctl("snapshot", "rm", DOCK, "e2e-containers", check=False)
+
+
 def test_bake_then_up_from_the_baked_image(baked_image: dict[str, Any]) -> None:
     image = baked_image  # baked from DOCK, which it left stopped
     assert image["source"] == "bake" and image["extra"]["parent"] == IMAGE
@@ -296,6 +312,11 @@ def test_bake_then_up_from_the_baked_image(baked_image: dict[str, Any]) -> None:
     stopped = image["source_after"]
     assert stopped["state"] == "shutoff" and stopped["forwarder"] == {"state": "stopped"}
     assert not stopped["socket_left"]  # the bake stopped its forwarder
+    # a VM with a snapshot can be baked: the image has its current state, and no snapshot
+    assert [s["name"] for s in image["source_snapshots"]] == ["e2e-before-bake"]
+    baked = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", image["path"]],
+                                      capture_output=True, text=True, check=True).stdout)
+    assert not baked.get("snapshots")
     try:
         # the fast profile: its early unit, not cloud-init, gives this new instance its keys
         vm = json.loads(

@@ -26,7 +26,7 @@ import vmctl
 from vmctl.guest.keys import generate
 from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import IMAGE, VMCTL, listed, qemu_pids, run_readme_python, running, traces, until
+from .conftest import IMAGE, VMCTL, listed, qemu_pids, run_readme_python, running, traces, until, vmctl_json
 from .conftest import vmctl as run_vmctl
 
 DISK, KERNEL, RACE = "e2e-disk", "e2e-kernel", "e2e-race"
@@ -340,6 +340,52 @@ def _qemu_pid(name: str) -> int:
     pids = qemu_pids(name)
     assert len(pids) == 1, f"QEMU processes for {name}: {pids}"
     return pids[0]
+
+
+def test_a_snapshot_brings_the_running_vm_back_with_its_metadata_and_down_removes_it(vms: dict[str, Any]) -> None:
+    assert vms[KERNEL]["state"] == "running"
+    run_vmctl("ssh", KERNEL, "--", "echo before > ~/mark; nohup sleep 3600 >/dev/null 2>&1 & echo $! > ~/sleeper")
+    taken = json.loads(run_vmctl("snapshot", "create", KERNEL, "e2e-snap", "-d", "a note", "--json").stdout)
+    assert (taken["name"], taken["memory"], taken["state"], taken["description"]) == ("e2e-snap", True, "running",
+                                                                                      "a note")
+    assert taken["memory_bytes"] > 0 and taken["current"]
+    again = run_vmctl("snapshot", "create", KERNEL, "e2e-snap", check=False)
+    assert again.returncode == 1 and "already has a snapshot named 'e2e-snap'" in again.stderr
+    # after it: a file changed, a process gone, a port published (the VM's metadata changed)
+    port = _free_port()
+    run_vmctl("ssh", KERNEL, "--", "echo after > ~/mark; kill $(cat ~/sleeper)")
+    run_vmctl("port", "add", KERNEL, f"{port}:22")
+    assert vmctl_json("inspect", KERNEL)["spec"]["ports"] == [f"127.0.0.1:{port}:22/tcp"]
+    time.sleep(5)  # so that a clock left at the snapshot's time would be behind
+    run_vmctl("snapshot", "revert", KERNEL, "e2e-snap")
+    out = run_vmctl("ssh", KERNEL, "--", "cat ~/mark; kill -0 $(cat ~/sleeper) && echo alive; date +%s.%N").stdout
+    mark, alive, clock = out.split()
+    assert (mark, alive) == ("before", "alive")
+    assert abs(float(clock) - time.time()) < 4, "the guest's clock was not corrected"
+    after = vmctl_json("inspect", KERNEL)
+    assert after["spec"]["ports"] == [] and after["forwarder"] is None  # the metadata is the snapshot's
+    assert after["host_key"] == vms[KERNEL]["host_key"]
+    listing = vmctl_json("snapshot", "ls", KERNEL)
+    assert [(s["name"], s["current"]) for s in listing] == [("e2e-snap", True)]
+    for args, message in [(("revert", KERNEL, "nope"), "e2e-kernel has no snapshot named 'nope'"),
+                          (("rm", KERNEL, "e2e-snap", "nope"), "e2e-kernel has no snapshot named 'nope'"),
+                          (("create", KERNEL, "../x"), "invalid snapshot name")]:
+        bad = run_vmctl("snapshot", *args, check=False)
+        assert bad.returncode == 1 and message in bad.stderr, bad.stderr
+    assert [s["name"] for s in vmctl_json("snapshot", "ls", KERNEL)] == ["e2e-snap"]  # rm checked all first
+    run_vmctl("stop", KERNEL)
+    stopped = json.loads(run_vmctl("snapshot", "create", KERNEL, "e2e-off", "--json").stdout)
+    assert (stopped["memory"], stopped["state"], stopped["memory_bytes"]) == (False, "shutoff", 0)
+    run_vmctl("snapshot", "rm", KERNEL, "e2e-snap")
+    assert [s["name"] for s in vmctl_json("snapshot", "ls", KERNEL)] == ["e2e-off"]
+    run_vmctl("down", KERNEL)  # with its snapshot: it goes all the same
+    assert listed(KERNEL) is None and not list(_state_dir().joinpath("machines").glob(f"{KERNEL}.*"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_down_killed_midway_then_down_again_leaves_nothing(vms: dict[str, Any]) -> None:

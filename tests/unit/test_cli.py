@@ -50,6 +50,21 @@ def test_completion_of_commands_and_image_names(isolated: object) -> None:
     assert "_VMCTL_COMPLETE" in script and "complete " in script
 
 
+def test_completion_of_snapshot_commands_vm_names(isolated: object) -> None:
+    # libvirt's test driver: one domain, "test"
+    env = {**os.environ, "VMCTL_CONNECT": "test:///default", "_VMCTL_COMPLETE": "bash_complete"}
+    for words in ("vmctl snapshot rev", "vmctl snapshot revert te", "vmctl snapshot revert test "):
+        env.update(COMP_WORDS=words, COMP_CWORD=str(len(words.split(" ")) - 1))
+        done = subprocess.run([sys.executable, "-m", "vmctl.cli"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        if words.endswith("rev"):
+            assert "revert" in done.stdout
+        elif words.endswith("te"):
+            assert "plain,test" in done.stdout.splitlines()
+        else:  # the test domain has no snapshots in a fresh process
+            assert done.stdout.strip() == ""
+
+
 def test_an_error_is_one_line_plus_a_hint_and_exit_1(isolated: object) -> None:
     done = subprocess.run([sys.executable, "-m", "vmctl.cli", "image", "pull", "no-such"],
                           capture_output=True, text=True)

@@ -31,6 +31,15 @@ def backing_file(overlay: Path) -> Path | None:
     return Path(backing) if backing else None
 
 
+def snapshot_sizes(disk: Path) -> dict[str, int]:
+    """Each internal snapshot's saved memory and device state in bytes, by name (``-U``:
+    the disk may be in use); a disk-only snapshot has 0. The disk clusters a snapshot
+    keeps are shared with the VM's current state and have no size of their own."""
+    info = json.loads(run(["qemu-img", "info", "-U", "--output=json", str(disk)],
+                          what=f"reading the snapshots of {disk.name}").stdout)
+    return {str(s["name"]): int(s.get("vm-state-size", 0)) for s in info.get("snapshots", [])}
+
+
 def grow_root_partition(disk: Path) -> bool:
     """Extend the only partition of a new VM's disk (``disk``, not yet in use) to the
     disk's end (see :mod:`vmctl.model.mbr`); False when its table is not one vmctl

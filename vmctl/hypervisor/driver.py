@@ -14,7 +14,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import HypervisorError, NoSuchMachine
+from ..errors import HypervisorError, NoSuchMachine, NoSuchSnapshot
 
 try:
     import libvirt
@@ -327,12 +327,54 @@ class Hypervisor:
             raise HypervisorError(f"stopping {name} failed: {_message(e)}") from e
 
     def undefine(self, name: str) -> None:
-        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                 | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)  # (internal snapshots go with the disk)
         self._call(self._domain(name).undefineFlags, flags, what=f"undefining {name}")
 
     def managed_save(self, name: str) -> None:
         """Save the running domain's memory to disk and stop it; the next start restores it."""
         self._call(self._domain(name).managedSave, 0, what=f"saving the state of {name}")
+
+    # snapshots ---------------------------------------------------------------------
+
+    def disk_targets(self, name: str) -> list[tuple[str, bool]]:
+        """Each disk's target (``vda``) and whether it is read-only."""
+        root = ET.fromstring(self.xml(name))
+        return [(str(disk.find("target").get("dev")), disk.find("readonly") is not None)  # type: ignore[union-attr]
+                for disk in root.findall("devices/disk") if disk.find("target") is not None]
+
+    def snapshot_create(self, name: str, xml: str) -> None:
+        self._call(self._domain(name).snapshotCreateXML, xml, 0, what=f"taking a snapshot of {name}")
+
+    def snapshots(self, name: str) -> list[dict[str, Any]]:
+        """The domain's snapshots, oldest first: name, created (epoch seconds), state (the
+        domain's when it was taken), memory (whether it holds it), current, description."""
+        found = []
+        for snap in self._call(self._domain(name).listAllSnapshots, 0, what=f"listing {name}'s snapshots"):
+            root = ET.fromstring(snap.getXMLDesc(0))
+            memory = root.find("memory")
+            found.append({
+                "name": root.findtext("name", ""), "created": int(root.findtext("creationTime", "0")),
+                "state": root.findtext("state", ""),
+                "memory": memory is not None and memory.get("snapshot") == "internal",
+                "current": bool(snap.isCurrent(0)), "description": root.findtext("description", ""),
+            })
+        return sorted(found, key=lambda s: (s["created"], s["name"]))
+
+    def snapshot_revert(self, name: str, snapshot: str) -> None:
+        self._call(self._domain(name).revertToSnapshot, self._snapshot(name, snapshot), 0,
+                   what=f"reverting {name} to {snapshot}")
+
+    def snapshot_delete(self, name: str, snapshot: str) -> None:
+        self._call(self._snapshot(name, snapshot).delete, 0, what=f"deleting snapshot {snapshot} of {name}")
+
+    def _snapshot(self, name: str, snapshot: str) -> libvirt.virDomainSnapshot:
+        try:
+            return self._domain(name).snapshotLookupByName(snapshot, 0)
+        except libvirt.libvirtError as e:
+            raise NoSuchSnapshot(name, snapshot) from e
+
+    # -------------------------------------------------------------------------------
 
     def autostart(self, name: str) -> bool:
         return bool(self._call(self._domain(name).autostart, what=f"reading {name}'s autostart flag"))

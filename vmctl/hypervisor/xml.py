@@ -17,3 +17,10 @@ def network_xml(spec: NetworkSpec) -> str:
 
 def storage_pool_xml(name: str, path: str) -> str:
     return render("storage-pool.xml.j2", name=name, path=path)
+
+
+
+def snapshot_xml(name: str, *, memory: bool, disks: list[tuple[str, str]], description: str = "") -> str:
+    """An internal snapshot: ``disks`` is each disk's target and ``internal`` or ``no``; with
+    ``memory``, the running VM's memory and device state too."""
+    return render("snapshot.xml.j2", name=name, memory=memory, disks=disks, description=description)

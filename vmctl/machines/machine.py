@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._core.poll import Look, wait_for
 from .._core.proc import CommandResult
 from ..errors import (
+    ConfigError,
     GuestError,
     HostKeyMismatch,
     MachineNotRunning,
@@ -22,9 +23,11 @@ from ..errors import (
 from ..guest.keys import fingerprint
 from ..guest.ssh import Endpoint, SSHConnection, read_banner
 from ..hypervisor.console import read, tail
+from ..hypervisor.disks import snapshot_sizes
 from ..hypervisor.driver import SUSPENDED
+from ..hypervisor.xml import snapshot_xml
 from ..model.record import KEY, METADATA_NS, PHASES, Record
-from ..model.spec import MachineSpec, NetworkChoice
+from ..model.spec import MachineSpec, NetworkChoice, check_name
 from . import forwarder
 
 if TYPE_CHECKING:
@@ -269,6 +272,58 @@ class Machine:
             hint = f"start it with 'vmctl start {self.name}'" if state != "running" else "it is running already"
             raise MachineStateError(f"{self.name} is {state}, not suspended", name=self.name, state=state, hint=hint)
         return self.start(ssh_timeout)
+
+    # snapshots ------------------------------------------------------------------
+
+    def snapshot(self, snapshot: str, description: str = "") -> dict[str, Any]:
+        """Take snapshot ``snapshot``: the disk, and a running VM's memory too (a revert
+        continues it from there). Kept inside the VM's own overlay; returns its entry."""
+        check_name(snapshot, "snapshot name")
+        state = self.state
+        if state not in ("running", "shutoff"):
+            raise MachineStateError(f"{self.name} is {state}: only a running or stopped VM can be snapshotted",
+                                    name=self.name, state=state,
+                                    hint=f"'vmctl resume {self.name}' or 'vmctl stop {self.name}' first")
+        memory = state == "running"
+        if memory and self.spec.mounts:
+            raise MachineStateError(
+                f"{self.name} has shared folders, whose state QEMU cannot save: no snapshot of its memory",
+                name=self.name, state=state, hint=f"'vmctl stop {self.name}' first, for a snapshot of its disk")
+        if any(s["name"] == snapshot for s in self.host.hv.snapshots(self.name)):
+            raise ConfigError(f"{self.name} already has a snapshot named {snapshot!r}",
+                              hint=f"another name, or 'vmctl snapshot rm {self.name} {snapshot}' first")
+        targets = self.host.hv.disk_targets(self.name)
+        disks = [(target, "no" if readonly else "internal") for target, readonly in targets]
+        self.host.hv.snapshot_create(self.name, snapshot_xml(snapshot, memory=memory, disks=disks,
+                                                             description=description))
+        return next(s for s in self.snapshots() if s["name"] == snapshot)
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """The VM's snapshots, oldest first: name, created, state, memory, current,
+        description, and ``memory_bytes`` (the saved memory and device state)."""
+        found = self.host.hv.snapshots(self.name)
+        disk = Path(self.record.disk)
+        sizes = snapshot_sizes(disk) if found and disk.exists() else {}
+        return [{**s, "memory_bytes": sizes.get(s["name"])} for s in found]
+
+    def revert(self, snapshot: str, ssh_timeout: float = 600) -> None:
+        """Return the VM to ``snapshot``: its disk, its metadata (spec, pinned key) as they
+        were then, and, for a snapshot with memory, the running guest, with SSH working
+        again and the clock set to the host's."""
+        self.host.hv.snapshots(self.name)  # (an unknown VM is named before the snapshot)
+        self.close()
+        forwarder.stop(self.host.dir, self.name)  # its connections are to a guest that is gone
+        self.host.hv.snapshot_revert(self.name, snapshot)
+        if (record := self.host.record(self.name)) is not None:
+            self.record = record  # the domain XML, metadata included, is the snapshot's
+        if self.state == "running":
+            self.wait_ssh(ssh_timeout)
+            self.sync_clock()
+            if self.needs_forwarder:
+                self.forward()
+
+    def delete_snapshot(self, snapshot: str) -> None:
+        self.host.hv.snapshot_delete(self.name, snapshot)
 
     def sync_clock(self) -> None:
         """Set the guest's clock to the host's: a resumed guest's stood still while it was saved."""

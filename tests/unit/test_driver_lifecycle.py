@@ -1,13 +1,15 @@
-"""Suspend state, autostart and lifecycle events, against libvirt's in-memory test driver
+"""Suspend state, autostart, snapshots and lifecycle events, against libvirt's in-memory test driver
 (test:///default: every connection of this process sees the same domains)."""
 
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import libvirt
 import pytest
 
-from vmctl.errors import HypervisorError
+from vmctl.errors import HypervisorError, NoSuchSnapshot
 from vmctl.hypervisor.driver import EventStream, Hypervisor, event_name
+from vmctl.hypervisor.xml import snapshot_xml
 
 URI = "test:///default"
 
@@ -62,3 +64,30 @@ def test_lifecycle_events_arrive_in_order_with_libvirts_detail(hv: Hypervisor) -
 def test_a_host_that_cannot_be_reached_is_one_clear_error() -> None:
     with pytest.raises(HypervisorError, match="cannot connect to libvirt at qemu:///nowhere"):
         EventStream("qemu:///nowhere")
+
+
+def test_snapshot_xml_keeps_the_writable_disk_and_memory_only_when_asked() -> None:
+    text = snapshot_xml("before", memory=True, disks=[("vda", "internal"), ("vdb", "no")], description="a <note>")
+    root = ET.fromstring(text)
+    assert root.findtext("name") == "before" and root.findtext("description") == "a <note>"
+    assert root.find("memory").get("snapshot") == "internal"  # type: ignore[union-attr]
+    assert [(d.get("name"), d.get("snapshot")) for d in root.findall("disks/disk")] == [("vda", "internal"),
+                                                                                       ("vdb", "no")]
+    off = ET.fromstring(snapshot_xml("off", memory=False, disks=[("vda", "internal")]))
+    assert off.find("memory").get("snapshot") == "no" and off.find("description") is None  # type: ignore[union-attr]
+
+
+def test_snapshots_are_listed_reverted_and_deleted_and_an_unknown_one_is_named(hv: Hypervisor) -> None:
+    assert hv.disk_targets("test") == [("vda", False)]  # the test driver's one disk, writable
+    hv.snapshot_create("test", snapshot_xml("one", memory=False, disks=[]))
+    hv.snapshot_create("test", snapshot_xml("two", memory=False, disks=[], description="second"))
+    snaps = hv.snapshots("test")
+    assert [s["name"] for s in snaps] == ["one", "two"] and snaps[1]["description"] == "second"
+    assert snaps[1]["current"] and not snaps[0]["current"] and snaps[0]["state"] == "running"
+    hv.snapshot_revert("test", "one")
+    assert [s["name"] for s in hv.snapshots("test") if s["current"]] == ["one"]
+    with pytest.raises(NoSuchSnapshot, match="test has no snapshot named 'nope'"):
+        hv.snapshot_revert("test", "nope")
+    for name in ("one", "two"):
+        hv.snapshot_delete("test", name)
+    assert hv.snapshots("test") == []
