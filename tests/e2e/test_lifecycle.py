@@ -388,6 +388,40 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+RESIZED = "e2e-resize"
+
+
+def test_set_grows_the_disk_live_and_at_start_and_changes_cpus_and_memory(runtime: dict[str, Any]) -> None:
+    run_vmctl("up", RESIZED, "--image", IMAGE, "--cpus", "1", "--memory", "768", "--disk", "10")
+    try:
+        def facts() -> list[str]:
+            return run_vmctl("ssh", RESIZED, "--", "nproc; free -m | awk '/^Mem/ {print $2}'; "
+                             "df -BG --output=size / | tail -n 1").stdout.split()
+
+        cpus, memory, disk = facts()
+        assert (cpus, int(disk.rstrip("G")) <= 10) == ("1", True)
+        # running: the disk (partition and file system too) and less memory, now; vCPUs at the next boot
+        when = vmctl_json("set", RESIZED, "--disk", "12", "--memory", "640", "--cpus", "2")
+        assert when == {"cpus": "at the next boot", "memory_mib": "now", "disk_gib": "now"}
+        cpus, memory_now, disk = facts()
+        assert cpus == "1" and int(memory_now) < int(memory) and int(disk.rstrip("G")) >= 11
+        shrink = run_vmctl("set", RESIZED, "--disk", "11", check=False)
+        assert shrink.returncode == 1 and "shrinking it to 11 GiB is refused" in shrink.stderr
+        # stopped: the disk grows at the next start, by vmctl, whatever the profile's first-boot units did
+        run_vmctl("stop", RESIZED)
+        assert vmctl_json("set", RESIZED, "--disk", "14") == {"disk_gib": "at the next boot"}
+        run_vmctl("start", RESIZED)
+        cpus, _memory, disk = facts()
+        assert cpus == "2" and int(disk.rstrip("G")) >= 13
+        spec = vmctl_json("inspect", RESIZED)["spec"]
+        assert (spec["cpus"], spec["memory_mib"], spec["disk_gib"]) == (2, 640, 14)
+        # recorded: up with the new sizes finds nothing to change
+        same = run_vmctl("up", RESIZED, "--image", IMAGE, "--cpus", "2", "--memory", "640", "--disk", "14")
+        assert same.returncode == 0
+    finally:
+        run_vmctl("down", RESIZED, check=False)
+
+
 def test_down_killed_midway_then_down_again_leaves_nothing(vms: dict[str, Any]) -> None:
     mac = vms[KERNEL]["mac"]
     first = _popen("down", KERNEL)  # it prints nothing until it is done: kill it a moment in

@@ -91,3 +91,14 @@ def test_snapshots_are_listed_reverted_and_deleted_and_an_unknown_one_is_named(h
     for name in ("one", "two"):
         hv.snapshot_delete("test", name)
     assert hv.snapshots("test") == []
+
+
+def test_vcpus_and_memory_are_set_for_the_next_boot_up_or_down(hv: Hypervisor) -> None:
+    dom = hv.conn.lookupByName("test")
+    inactive = libvirt.VIR_DOMAIN_XML_INACTIVE
+    for cpus, mib in ((2, 512), (1, 256)):  # up, then down: maximum and count in the right order
+        hv.set_vcpus("test", cpus)
+        hv.set_memory("test", mib, live=False)
+        root = ET.fromstring(dom.XMLDesc(inactive))
+        assert (root.findtext("vcpu"), root.findtext("memory"), root.findtext("currentMemory")) == (
+            str(cpus), str(mib * 1024), str(mib * 1024))

@@ -54,6 +54,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "port": LazyCommand(".ports", "port_group", "Published ports: host ports forwarded into a VM."),
     "restart": LazyCommand(".machines", "restart", "Shut VMs down and start them again, waiting for SSH."),
     "resume": LazyCommand(".machines", "resume", "Bring suspended VMs back as they were and wait until SSH answers."),
+    "set": LazyCommand(".machines", "set_", "Change a VM's vCPUs, memory or disk size, keeping everything else."),
     "snapshot": LazyCommand(".snapshot", "snapshot_group", "Snapshots of a VM: its disk, and a running VM's memory."),
     "ssh": LazyCommand(".machines", "ssh", "Log into a VM, or run CMD in it and exit with CMD's exit code."),
     "start": LazyCommand(".machines", "start", "Start stopped VMs and wait until SSH answers."),

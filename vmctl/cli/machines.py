@@ -458,6 +458,41 @@ def events(ctx: click.Context, as_json: bool) -> None:
             pass
 
 
+@click.command("set")
+@click.argument("name", shell_complete=_names)
+@click.option("--cpus", type=int, default=None, help="vCPUs (from the next boot).")
+@click.option("--memory", type=int, default=None, help="Memory in MiB (now if it is less, else from the next boot).")
+@click.option("--disk", type=int, default=None, help="Disk size in GiB, only larger (now if it runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print what changed and when, as JSON.")
+@click.pass_context
+def set_(ctx: click.Context, name: str, cpus: int | None, memory: int | None, disk: int | None,
+         as_json: bool) -> None:
+    """Change a VM's vCPUs, memory or disk size, keeping everything else.
+
+    The new sizes are recorded, so 'vmctl up' with them finds nothing different.
+    vCPUs change at the VM's next boot; memory now when it shrinks (through the
+    balloon), else at the next boot; the disk grows now on a running VM, its
+    root partition and file system with it, or at the next start of a stopped
+    one. A disk never shrinks: that is refused.
+
+    \b
+    Examples:
+      vmctl set web --memory 2048 && vmctl restart web
+      vmctl set web --disk 20
+      vmctl set db --cpus 1 --memory 768 --json
+    """
+    from ..machines.resize import resize
+
+    with _host(ctx) as host, output.progress(as_json) as progress:
+        progress.phase(f"changing {name}")
+        when = resize(host.get(name), cpus=cpus, memory_mib=memory, disk_gib=disk)
+    if as_json:
+        output.emit_json(when)
+        return
+    for key, at in when.items():
+        click.echo(f"{name}: {key.replace('_gib', ' (GiB)').replace('_mib', ' (MiB)')} changed, {at}")
+
+
 @_vms_command
 def restart(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Shut VMs down and start them again, waiting for SSH.

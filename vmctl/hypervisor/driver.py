@@ -374,6 +374,40 @@ class Hypervisor:
         except libvirt.libvirtError as e:
             raise NoSuchSnapshot(name, snapshot) from e
 
+    # resources ---------------------------------------------------------------------
+
+    def set_vcpus(self, name: str, cpus: int) -> None:
+        """vCPUs from the next boot (the domain's configuration, its maximum too)."""
+        dom, config = self._domain(name), libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        steps = [(cpus, config | libvirt.VIR_DOMAIN_VCPU_MAXIMUM), (cpus, config)]
+        for count, flags in steps if cpus >= self._config_vcpus(dom) else reversed(steps):
+            self._call(dom.setVcpusFlags, count, flags, what=f"setting {name}'s vCPUs to {cpus}")
+
+    @staticmethod
+    def _config_vcpus(dom: libvirt.virDomain) -> int:
+        return int(dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_CONFIG))
+
+    def set_memory(self, name: str, mib: int, live: bool) -> None:
+        """Memory from the next boot; with ``live``, also now, through the balloon (only
+        down to it, or back up to what the VM booted with)."""
+        dom, config = self._domain(name), libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        kib = mib * 1024
+        steps = [(kib, config | libvirt.VIR_DOMAIN_MEM_MAXIMUM), (kib, config)]
+        growing = kib >= int(ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).findtext("memory", "0"))
+        for size, flags in steps if growing else reversed(steps):
+            self._call(dom.setMemoryFlags, size, flags, what=f"setting {name}'s memory to {mib} MiB")
+        if live:
+            self._call(dom.setMemoryFlags, kib, libvirt.VIR_DOMAIN_AFFECT_LIVE,
+                       what=f"setting {name}'s memory to {mib} MiB now")
+
+    def max_memory_mib(self, name: str) -> int:
+        """The memory the running VM booted with: its balloon's ceiling."""
+        return int(self._domain(name).maxMemory()) // 1024
+
+    def resize_disk_live(self, name: str, target: str, size_bytes: int) -> None:
+        self._call(self._domain(name).blockResize, target, size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES,
+                   what=f"growing {name}'s disk {target}")
+
     # -------------------------------------------------------------------------------
 
     def autostart(self, name: str) -> bool:

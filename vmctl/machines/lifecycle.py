@@ -79,7 +79,7 @@ def new_mac() -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
 
 
-def _check_against_host(host: Host, spec: MachineSpec) -> None:
+def check_against_host(host: Host, spec: MachineSpec) -> None:
     cpus, memory = host.hv.host_limits()
     if spec.cpus > cpus:
         raise ConfigError(f"vCPUs {spec.cpus} is more than the host's {cpus}", hint=f"use --cpus 1..{cpus}")
@@ -104,7 +104,7 @@ def up(
     image = Cache().require(spec.image)
     asked, spec = spec, settle(host, spec, image)
     boot_for(image, spec)  # an image the profile cannot boot is refused before anything starts
-    _check_against_host(host, spec)
+    check_against_host(host, spec)
     spec = replace(spec, user=spec.user or image.user)  # (which checks the mounts against the user's home)
     shares = shares_for(spec, image)  # host directories exist; virtiofs, or 9p the image's kernel can mount
     extra = cloud_config(spec) or {}

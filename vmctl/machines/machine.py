@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,17 @@ from . import forwarder
 
 if TYPE_CHECKING:
     from .host import Host
+
+
+# growpart says NOCHANGE (exit 1) when the partition already fills the disk
+GROW_ROOT = """set -e
+dev=$(findmnt -no SOURCE /)
+disk=/dev/$(lsblk -no PKNAME "$dev")
+part=$(cat /sys/class/block/${dev#/dev/}/partition)
+out=$(growpart "$disk" "$part" 2>&1) || case $out in NOCHANGE*) ;; *) echo "$out" >&2; exit 1 ;; esac
+resize2fs "$dev" 2>&1 | tail -n 1
+"""
+
 
 
 UP_STATES = ("running", "blocked", "shutting-down")  # QEMU still there: a stop has something to do
@@ -249,6 +261,8 @@ class Machine:
         self.wait_ssh(ssh_timeout)
         if state == SUSPENDED:
             self.sync_clock()
+        if self.record.grow_root:  # its disk was grown while it was off (vmctl set --disk)
+            self.grow_root()
         if forward and self.needs_forwarder:
             self.forward()
         return time.monotonic() - started
@@ -324,6 +338,17 @@ class Machine:
 
     def delete_snapshot(self, snapshot: str) -> None:
         self.host.hv.snapshot_delete(self.name, snapshot)
+
+    def grow_root(self) -> str:
+        """Grow the running guest's root partition to fill its disk, then its file system
+        (online); returns resize2fs's last line. Clears the record's ``grow_root``."""
+        result = self.run(["sudo", "sh", "-c", GROW_ROOT], timeout=300)
+        if not result.ok:
+            raise GuestError(f"growing the root file system of {self.name} failed: {result.tail()}",
+                             machine=self.name, hint=f"'vmctl ssh {self.name} -- sudo growpart /dev/vda 1'")
+        if self.record.grow_root:
+            self.save(replace(self.record, grow_root=False))
+        return result.stdout.strip()
 
     def sync_clock(self) -> None:
         """Set the guest's clock to the host's: a resumed guest's stood still while it was saved."""

@@ -43,6 +43,9 @@ class Record:
     # them. Such a VM counts as complete (a failed old ``up`` removed its VM; only one
     # killed outright, with no cleanup, is wrongly taken for complete)
     phases: tuple[str, ...] | None = ()
+    # the disk was grown while the VM was off (``vmctl set --disk``): the next start
+    # grows its root partition and file system, then clears this
+    grow_root: bool = False
 
     def to_json(self) -> str:
         raw: dict[str, Any] = asdict(self)
