@@ -35,6 +35,8 @@ CASES: list[tuple[list[str], str]] = [
     (["resume", "e2e-nosuch"], NOVM),
     (["autostart", "e2e-nosuch", "on"], NOVM),
     (["set", "e2e-nosuch", "--disk", "20"], NOVM),
+    (["clone", "e2e-nosuch", "e2e-new"], NOVM),
+    (["clone", "e2e-nosuch", "../x"], BADVM),
     (["set", TRAVERSAL, "--cpus", "1"], BADVM),
     (["set", "e2e-nosuch", "--memory", "lots"], "'lots' is not a valid integer"),
     (["snapshot", "ls", "e2e-nosuch"], NOVM),

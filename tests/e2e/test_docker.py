@@ -22,7 +22,7 @@ from vmctl.engine.client import client as docker_client
 from vmctl.guest.keys import generate
 from vmctl.guest.ssh import Endpoint, SSHConnection
 
-from .conftest import BAKED_IMAGE, DOCK, IMAGE, VMCTL, run_readme_python, until
+from .conftest import BAKED_IMAGE, DOCK, IMAGE, VMCTL, run_readme_python, until, vmctl_json
 from .conftest import vmctl as run_vmctl
 
 BAKED_VM = "e2e-baked"
@@ -301,6 +301,37 @@ def test_a_snapshot_of_a_docker_host_keeps_its_containers(dock: dict[str, Any]) 
     finally:
         run_vmctl("ssh", DOCK, "--", "docker rm -f e2e-kept", check=False)
         run_vmctl("snapshot", "rm", DOCK, "e2e-containers", check=False)
+
+
+CLONE = "e2e-clone"
+IDENTITY = ("hostname; cat /etc/machine-id; sudo cat /etc/ssh/ssh_host_*_key.pub | cut -d' ' -f1,2 | tr ' ' _; "
+            "docker info --format '{{.ID}}'; cat ~/e2e-clone-mark; "
+            "docker ps -a --format '{{.Names}}' | grep -c e2e-cloned")
+
+
+def test_a_clone_of_a_stopped_docker_host_has_its_disk_and_an_identity_of_its_own(dock: dict[str, Any]) -> None:
+    run_vmctl("ssh", DOCK, "--", "echo from-the-source > ~/e2e-clone-mark; docker rm -f e2e-cloned >/dev/null 2>&1; "
+              "docker create --name e2e-cloned --network none vmctl/busybox:latest true >/dev/null")
+    source = run_vmctl("ssh", DOCK, "--", IDENTITY).stdout.split()
+    running = run_vmctl("clone", DOCK, CLONE, check=False)
+    assert running.returncode == 1 and f"{DOCK} is running: only a stopped VM can be cloned" in running.stderr
+    run_vmctl("stop", DOCK)
+    try:
+        new = json.loads(run_vmctl("clone", DOCK, CLONE, "--json").stdout)
+        copy = run_vmctl("ssh", CLONE, "--", IDENTITY).stdout.split()
+        # hostname, machine-id, host key (the one pinned), Docker engine ID: all its own
+        assert copy[0] == CLONE and copy[1] != source[1] and copy[2] != source[2] and copy[3] != source[3]
+        assert copy[2] == "_".join(new["host_key"].split()[:2]) and len(copy) == 6  # one host key, the pinned one
+        assert new["mac"] != vmctl_json("inspect", DOCK)["mac"]
+        assert copy[4:] == ["from-the-source", "1"]  # the source's files and containers
+        assert new["forwarder"]["docker"]["state"] == "ok" and new["spec"]["ports"] == []
+        again = run_vmctl("clone", DOCK, CLONE, check=False)
+        assert again.returncode == 1 and f"a VM named '{CLONE}' exists already" in again.stderr
+    finally:
+        run_vmctl("down", CLONE, check=False)
+    run_vmctl("start", DOCK)  # the source, as it was
+    assert run_vmctl("ssh", DOCK, "--", IDENTITY).stdout.split() == source
+    run_vmctl("ssh", DOCK, "--", "docker rm -f e2e-cloned; rm ~/e2e-clone-mark")
 
 
 def test_bake_then_up_from_the_baked_image(baked_image: dict[str, Any]) -> None:

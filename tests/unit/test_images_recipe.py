@@ -98,3 +98,14 @@ def test_a_bad_mirror_in_the_environment_stops_the_build_before_anything_is_made
     with pytest.raises(ConfigError, match=r"invalid mirror \(\$VMCTL_DEBIAN_MIRROR\)"):
         build("x", recipe(), "debian", cache)
     assert not cache.root.exists()
+
+
+def test_every_shipped_download_is_https_next_to_its_checksum_list_of_that_algorithm() -> None:
+    from vmctl.images.catalog import definitions
+
+    downloads = {d.name: d.download for d in definitions().values() if d.download}
+    assert {"debian-12", "debian-13", "ubuntu-24-04"} <= set(downloads)
+    for name, download in downloads.items():
+        assert download.url.startswith("https://") and download.checksums.startswith("https://"), name
+        assert download.url.rsplit("/", 1)[0] == download.checksums.rsplit("/", 1)[0], name
+        assert download.checksums.endswith(f"/{download.algorithm.upper()}SUMS"), name

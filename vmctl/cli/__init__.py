@@ -29,6 +29,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "completion": LazyCommand(".completion", "completion", "Print the shell completion script."),
     "autostart": LazyCommand(".machines", "autostart",
                              "Start a VM whenever the runtime starts ('vmctl hypervisor start'), or not."),
+    "clone": LazyCommand(".machines", "clone", "Make a new VM from a stopped VM's disk, with its own identity."),
     "console": LazyCommand(".machines", "console", "Print a VM's serial console log."),
     "cp": LazyCommand(".machines", "cp", "Copy a file between the host and a VM (NAME:PATH on one side)."),
     "destroy": LazyCommand(".plan", "destroy", "Remove every VM and pool a plan declares."),

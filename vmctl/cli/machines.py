@@ -493,6 +493,36 @@ def set_(ctx: click.Context, name: str, cpus: int | None, memory: int | None, di
         click.echo(f"{name}: {key.replace('_gib', ' (GiB)').replace('_mib', ' (MiB)')} changed, {at}")
 
 
+@click.command()
+@click.argument("source", shell_complete=_names)
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print the new VM as JSON.")
+@click.pass_context
+def clone(ctx: click.Context, source: str, new: str, as_json: bool) -> None:
+    """Make a new VM from a stopped VM's disk, with its own identity.
+
+    The clone has everything on the source's disk (packages, files, Docker's
+    images and containers), not its snapshots, published ports or pool. It
+    gets its own MAC, pinned host key, hostname, machine-id and Docker engine
+    identity. The source stays as it was.
+
+    \b
+    Examples:
+      vmctl stop web && vmctl clone web web2
+      vmctl clone dockerhost dockerhost2 --json
+    """
+    from ..machines.clone import clone as make_clone
+
+    with _host(ctx) as host, output.progress(as_json) as progress:
+        machine = make_clone(host, source, new, progress)
+        data = machine.to_dict()
+        machine.close()
+    if as_json:
+        output.emit_json(data)
+    else:
+        click.echo(_summary(data))
+
+
 @_vms_command
 def restart(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Shut VMs down and start them again, waiting for SSH.

@@ -15,12 +15,27 @@ def create_overlay(base: Path, overlay: Path, size_gib: int | None = None) -> Pa
     argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)]
     if size_gib:
         argv.append(f"{size_gib}G")
-    overlay.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(overlay, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private from the first byte:
-    os.fchmod(fd, 0o600)  # (a leftover of an interrupted run too)
-    os.close(fd)
+    _private(overlay)
     run(argv, what=f"creating overlay {overlay.name}")  # qemu-img truncates it and keeps the mode
     return overlay
+
+
+def _private(path: Path) -> None:
+    """An empty file of mode 0600 at ``path``: private from the first byte (a leftover of an
+    interrupted run too); qemu-img truncates it and keeps the mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+
+
+def copy_disk(source: Path, target: Path, base: Path) -> Path:
+    """A new overlay on ``base`` holding what ``source`` (an overlay on the same base, its
+    VM stopped) changed: a clone's disk, sharing the base image; snapshots stay behind."""
+    argv = ["qemu-img", "convert", "-q", "-O", "qcow2", "-B", str(base), "-F", "qcow2", str(source), str(target)]
+    _private(target)
+    run(argv, what=f"copying {source.name} to {target.name}", timeout=3600)
+    return target
 
 
 def backing_file(overlay: Path) -> Path | None:

@@ -193,6 +193,7 @@ class Host:
         timeouts: Timeouts | None = None,
         timeline: Timeline | None = None,
         forward: bool = True,
+        disk_from: Path | None = None,
     ) -> Machine:
         """Create, boot and provision VM ``spec.name`` (see :func:`vmctl.machines.lifecycle.up`).
 
@@ -200,4 +201,4 @@ class Host:
         with a different spec is refused. A failed ``up`` removes what it made,
         unless ``keep_on_failure``, and raises :class:`~vmctl.errors.PhaseError`.
         """
-        return up(self, spec, progress, keep_on_failure, timeouts, timeline, forward)
+        return up(self, spec, progress, keep_on_failure, timeouts, timeline, forward, disk_from)

@@ -28,7 +28,7 @@ from ..guest.keys import generate
 from ..guest.seed import write_seed
 from ..hypervisor.accel import accelerator
 from ..hypervisor.console import read, tail
-from ..hypervisor.disks import create_overlay, grow_root_partition
+from ..hypervisor.disks import copy_disk, create_overlay, grow_root_partition
 from ..hypervisor.xml import domain_xml
 from ..images.boottest import boot_spec
 from ..images.catalog import FAST_BOOT, Cache, CachedImage, shared_read_only
@@ -95,8 +95,12 @@ def up(
     timeouts: Timeouts | None = None,
     timeline: Timeline | None = None,
     forward: bool = True,
+    disk_from: Path | None = None,
 ) -> Machine:
     """Create, boot and provision VM ``spec.name``; an identical existing VM is returned as it is.
+
+    With ``disk_from`` (``vmctl clone``) the new VM's disk is a copy of that stopped VM's
+    disk instead of a new overlay of the image, and a VM of that name must not exist.
 
     With ``forward`` (the default) a Docker host or a VM with published ports gets its
     forwarder (:mod:`vmctl.machines.forwarder`) before this returns; the boot lab and
@@ -115,12 +119,15 @@ def up(
             return _Run(host, wanted, progress, accel, timeouts or Timeouts.for_accel(accel), timeline or Timeline(),
                         shares, machine)
 
+        if host.hv.exists(spec.name) and disk_from is not None:
+            raise ConfigError(f"a VM named {spec.name!r} exists already", hint="choose another name for the clone")
         if host.hv.exists(spec.name):
             machine = _existing(host, asked, progress, make_run)
             return _forwarded(machine, progress) if forward else machine
         check_ports(host, spec)
         _clear_leftovers(host, spec.name, progress)
         run = make_run(spec)
+        run.disk_from = disk_from
         try:
             machine = run.all(image, extra)
         except BaseException as e:  # clean up after anything, even Ctrl-C
@@ -226,6 +233,7 @@ class _Run:
         self.timings: dict[str, float] = {}
         self.phase, self.phase_started = "define", time.monotonic()
         self.machine = machine
+        self.disk_from: Path | None = None  # a clone's source disk (see up)
 
     def step(self, phase: str, label: str, fn: Callable[[], object]) -> None:
         self.phase, self.phase_started = phase, time.monotonic()
@@ -251,7 +259,8 @@ class _Run:
 
     def all(self, image: object, extra: dict[str, object]) -> Machine:
         started = time.monotonic()
-        self.step("define", "defining (overlay, seed, domain)", lambda: self.define(image, self.accel, extra))
+        what = "copying the disk" if self.disk_from else "overlay"
+        self.step("define", f"defining ({what}, seed, domain)", lambda: self.define(image, self.accel, extra))
         for phase, label, fn in self._steps():
             self.step(phase, label, fn)
         return self._finish(started)
@@ -299,7 +308,10 @@ class _Run:
             created=time.time(), phases=("define",),  # true once the domain exists, as it does with this record
         )
         shared_read_only(image)
-        create_overlay(Path(image.path), Path(record.disk), spec.disk_gib)
+        if self.disk_from is not None:
+            copy_disk(self.disk_from, Path(record.disk), Path(image.path))
+        else:
+            create_overlay(Path(image.path), Path(record.disk), spec.disk_gib)
         if profile(spec.profile).host_grows_root:
             grow_root_partition(Path(record.disk))
         keys = [host.client_public_key(), *spec.ssh_keys]
