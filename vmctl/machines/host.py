@@ -107,8 +107,10 @@ class Host:
     def start_autostart(self, progress: Progress = NoProgress()) -> builtins.list[str]:
         """Start the VMs marked autostart that are not running (resume the suspended ones),
         wait for their SSH, and start the forwarder of each that needs one; returns their
-        names. (libvirtd may have started some itself, when it started afresh.)"""
-        started = []
+        names. (libvirtd may have started some itself, when it started afresh.) One VM
+        that fails does not keep the others from starting: every one is tried, then the
+        first failure is raised, naming them all."""
+        started, failed = [], {}
         for machine in self.list():
             if not machine.autostart:
                 continue
@@ -116,9 +118,17 @@ class Host:
             if machine.state == "running" and forwarding:
                 continue
             progress.phase(f"starting {machine.name} (autostart)")
-            machine.start()
-            machine.close()
-            started.append(machine.name)
+            try:
+                machine.start()
+                started.append(machine.name)
+            except VmctlError as e:
+                failed[machine.name] = e
+            finally:
+                machine.close()
+        if failed:
+            name, error = next(iter(failed.items()))
+            raise HypervisorError(f"the runtime runs, but {', '.join(failed)} (autostart) did not start: "
+                                  f"{name}: {error.message}", hint=error.hint or f"'vmctl start {name}'")
         return started
 
     def exists(self, name: str) -> bool:
