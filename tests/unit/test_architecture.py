@@ -238,3 +238,16 @@ def test_every_subpackage_ships_in_the_wheel() -> None:
     listed = set(config["options"]["packages"].split())
     found = {".".join(init.parent.relative_to(repo).parts) for init in (repo / "vmctl").rglob("__init__.py")}
     assert "vmctl.machines" in found and found <= listed, f"add to setup.cfg's packages: {sorted(found - listed)}"
+
+
+def test_every_template_ships_in_the_wheel() -> None:
+    """Every file under templates/ matches a pattern of setup.cfg's package data (a
+    template left out renders in the source tree and fails only when installed)."""
+    repo = Path(__file__).resolve().parents[2]
+    config = configparser.ConfigParser()
+    config.read(repo / "setup.cfg")
+    patterns = [p.strip() for p in config["options.package_data"]["vmctl.templates"].split(",")]
+    files = [p.relative_to(repo / "templates") for p in (repo / "templates").rglob("*") if p.is_file()]
+    missing = [str(f) for f in files if not any(f.match(pattern) and len(f.parts) == len(Path(pattern).parts)
+                                                 for pattern in patterns)]
+    assert files and not missing, f"add to setup.cfg's package data: {missing}"

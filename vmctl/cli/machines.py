@@ -444,7 +444,12 @@ def events(ctx: click.Context, as_json: bool) -> None:
       vmctl events --json | jq -c 'select(.event == "crashed")'
     """
     import datetime
+    import signal
 
+    # Ctrl-C (or a TERM) ends the stream quietly, even when the shell that started this
+    # ignored SIGINT (a background job's SIGINT is ignored, and Python then leaves it so)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with _host(ctx) as host, host.events() as stream:
         try:
             for event in stream:

@@ -36,10 +36,13 @@ def clone(host: Host, source: str, new: str, progress: Progress = NoProgress()) 
         spec = replace(src.spec, name=new, ports=(), pool="")
         machine = host.up(spec, progress, disk_from=Path(src.record.disk))
     progress.phase("giving the clone its own machine-id and Docker identity")
-    result = machine.run(["sudo", "sh", "-c", render("clone/reidentify.sh.j2", user=machine.user)], timeout=300)
-    if not result.ok:  # half a new identity is no clone: nothing is left behind
+    try:
+        result = machine.run(["sudo", "sh", "-c", render("clone/reidentify.sh.j2", user=machine.user)], timeout=300)
+        if not result.ok:
+            raise GuestError(f"giving clone {new} its own identity failed (the clone was removed): {result.tail()}",
+                             machine=new, hint=f"'vmctl start {source}' and look for what differs, then clone again")
+    except BaseException:  # half a new identity is no clone: nothing is left behind, even after Ctrl-C
         machine.close()
         host.delete(new)
-        raise GuestError(f"giving clone {new} its own identity failed (the clone was removed): {result.tail()}",
-                         machine=new, hint=f"'vmctl start {source}' and look for what differs, then clone again")
+        raise
     return machine
