@@ -146,7 +146,7 @@ def rm(ctx: click.Context, name: str, snapshots: tuple[str, ...]) -> None:
     """
     with _host(ctx) as host:
         machine = host.get(name)
-        known = {s["name"] for s in machine.snapshots()}
+        known = {s["name"] for s in host.hv.snapshots(name)}  # (names only: no sizes read)
         if missing := [s for s in snapshots if s not in known]:  # every name checked before any is deleted
             from ..errors import NoSuchSnapshot
 

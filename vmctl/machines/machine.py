@@ -287,17 +287,22 @@ class Machine:
             raise MachineStateError(f"{self.name} is {state}, not suspended", name=self.name, state=state, hint=hint)
         return self.start(ssh_timeout)
 
+    def running_or_stopped(self, done: str) -> str:
+        """The VM's state, ``running`` or ``shutoff``; any other (suspended, paused...) is a
+        :class:`MachineStateError` saying it cannot be ``done`` so."""
+        if (state := self.state) not in ("running", "shutoff"):
+            raise MachineStateError(f"{self.name} is {state}: only a running or stopped VM can be {done}",
+                                    name=self.name, state=state,
+                                    hint=f"'vmctl resume {self.name}' or 'vmctl stop {self.name}' first")
+        return state
+
     # snapshots ------------------------------------------------------------------
 
     def snapshot(self, snapshot: str, description: str = "") -> dict[str, Any]:
         """Take snapshot ``snapshot``: the disk, and a running VM's memory too (a revert
         continues it from there). Kept inside the VM's own overlay; returns its entry."""
         check_name(snapshot, "snapshot name")
-        state = self.state
-        if state not in ("running", "shutoff"):
-            raise MachineStateError(f"{self.name} is {state}: only a running or stopped VM can be snapshotted",
-                                    name=self.name, state=state,
-                                    hint=f"'vmctl resume {self.name}' or 'vmctl stop {self.name}' first")
+        state = self.running_or_stopped("snapshotted")
         memory = state == "running"
         if memory and self.spec.mounts:
             raise MachineStateError(
@@ -324,7 +329,6 @@ class Machine:
         """Return the VM to ``snapshot``: its disk, its metadata (spec, pinned key) as they
         were then, and, for a snapshot with memory, the running guest, with SSH working
         again and the clock set to the host's."""
-        self.host.hv.snapshots(self.name)  # (an unknown VM is named before the snapshot)
         self.close()
         forwarder.stop(self.host.dir, self.name)  # its connections are to a guest that is gone
         self.host.hv.snapshot_revert(self.name, snapshot)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .._core.locks import file_lock
-from ..errors import ConfigError, MachineStateError
+from ..errors import ConfigError
 from ..hypervisor.disks import grow
 from ..model.spec import MachineSpec
 from .lifecycle import check_against_host
@@ -25,12 +25,13 @@ def resize(machine: Machine, cpus: int | None = None, memory_mib: int | None = N
            disk_gib: int | None = None) -> dict[str, str]:
     """Give ``machine`` new sizes; returns, for each that changed, when it takes effect
     (``now`` or ``at the next boot``). A smaller disk is refused; nothing changes unless
-    every new size is valid."""
+    every new size is valid (and the VM running or stopped)."""
     with file_lock(machine.host.file(machine.name, "lock")):  # one change of the record at a time
         spec = machine.spec
         new = _checked(machine, replace(spec, cpus=cpus or spec.cpus, memory_mib=memory_mib or spec.memory_mib,
                                         disk_gib=disk_gib or spec.disk_gib))
-        running = machine.state == "running"
+        running = machine.running_or_stopped("changed") == "running"
+        check_against_host(machine.host, new)
         hv, name, when = machine.host.hv, machine.name, {}
         if new.cpus != spec.cpus:
             hv.set_vcpus(name, new.cpus)
@@ -39,14 +40,13 @@ def resize(machine: Machine, cpus: int | None = None, memory_mib: int | None = N
             live = running and new.memory_mib <= hv.max_memory_mib(name)
             hv.set_memory(name, new.memory_mib, live)
             when["memory_mib"] = LIVE if live else NEXT_BOOT
-        grow_later = False
         if new.disk_gib != spec.disk_gib:
             if running:
                 hv.resize_disk_live(name, "vda", new.disk_gib * 2**30)
             else:
                 grow(Path(machine.record.disk), new.disk_gib)
-            grow_later = not running
             when["disk_gib"] = LIVE if running else NEXT_BOOT
+        grow_later = when.get("disk_gib") == NEXT_BOOT  # the next start grows the partition and file system
         machine.save(replace(machine.record, spec=new, grow_root=machine.record.grow_root or grow_later))
     if running and "disk_gib" in when:
         machine.grow_root()
@@ -61,9 +61,4 @@ def _checked(machine: Machine, new: MachineSpec) -> MachineSpec:
     if new == spec:
         raise ConfigError(f"{machine.name} has {spec.cpus} vCPUs, {spec.memory_mib} MiB and {spec.disk_gib} GiB "
                           "already: nothing to change", hint="give --cpus, --memory or --disk with a new value")
-    if (state := machine.state) not in ("running", "shutoff"):
-        raise MachineStateError(f"{machine.name} is {state}: only a running or stopped VM can be changed",
-                                name=machine.name, state=state,
-                                hint=f"'vmctl resume {machine.name}' or 'vmctl stop {machine.name}' first")
-    check_against_host(machine.host, new)
     return new
