@@ -83,7 +83,11 @@ def test_the_image_carries_the_fast_profile_units_inert(tmp_path: Path) -> None:
     assert "After=ssh.service" in late and "cloud-init init --local" in late
     ready = (root / "etc/systemd/system/vmctl-ready.target").read_text()
     assert "Requires=vmctl-fast-boot.service vmctl-grow-root.service" in ready
-    assert "After=vmctl-cloud-init.service cloud-config.service cloud-final.service" in ready
+    assert "After=vmctl-cloud-init.service vmctl-cloud-config.service vmctl-cloud-final.service" in ready
+    for stage, mode in (("config", "config"), ("final", "final")):
+        unit = (root / f"etc/systemd/system/vmctl-cloud-{stage}.service").read_text()
+        assert f"cloud-init modules --mode={mode}" in unit and "Requires=vmctl-cloud-init.service" in unit
+        assert "[Install]" not in unit  # only the kernel command line wants it
     assert "DefaultDependencies=no" in ready  # else default.target -> it -> cloud-final -> multi-user: a cycle
     grow = (root / "etc/systemd/system/vmctl-grow-root.service").read_text()
     assert "Before=ssh.service" not in grow and "After=vmctl-fast-boot.service" in grow  # beside sshd

@@ -322,7 +322,7 @@ def test_every_guest_command_of_an_offline_install_is_bounded(isolated: object,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from vmctl.engine import install
 
-    monkeypatch.setattr(install.AptRoot, "fetch", lambda self, status, packages: [])  # nothing to push
+    monkeypatch.setattr(install.AptRoot, "fetch", lambda self, status, packages, optional=(): [])  # nothing to push
     guest = _Guest()
     result = install.install(guest, "offline")  # type: ignore[arg-type]
     assert result.changed and result.version == "20.10.24" and result.packages == 0

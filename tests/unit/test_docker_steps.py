@@ -31,6 +31,24 @@ def test_distro_installs_debians_docker_io() -> None:
     assert "apt-get update" in text and all(p in text for p in PACKAGES)
 
 
+@pytest.mark.parametrize(("suite_has_cli", "extra"), [(True, " docker-cli"), (False, "")])
+def test_distro_adds_docker_cli_where_the_suite_packages_it_apart(
+    tmp_path: Path, suite_has_cli: bool, extra: str
+) -> None:
+    """Debian 13's docker.io leaves its CLI to docker-cli; Debian 12 has no such package."""
+    text = dict(steps("distro", "debian"))["install-distro"]
+    known = "docker-cli" if suite_has_cli else "none"
+    (tmp_path / "apt-cache").write_text(f'#!/bin/sh\n[ "$3" = {known} ] && echo "Package: $3"\n:\n')
+    (tmp_path / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/apt-get.log\n')
+    for fake in ("apt-cache", "apt-get"):
+        (tmp_path / fake).chmod(0o755)
+    done = subprocess.run(["bash", "-c", text], env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    install = (tmp_path / "apt-get.log").read_text().splitlines()[-1]
+    assert install.endswith(" ".join(PACKAGES) + extra)
+
+
 def test_docker_ce_uses_dockers_repository_for_the_guests_release() -> None:
     text = dict(steps("docker-ce", "debian", os_id="ubuntu", codename="jammy"))["install-docker-ce"]
     assert "https://download.docker.com/linux/ubuntu/gpg" in text

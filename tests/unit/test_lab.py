@@ -164,14 +164,19 @@ def test_fast_profile_boots_the_kernel_and_runs_cloud_init_only_for_user_data() 
     assert "systemd.wants=vmctl-cloud-init.service" not in cmdline.split()
     with_user_data = fast.cmdline("root=LABEL=x ro", fast.under({"write_files": []})).split()
     assert "systemd.wants=vmctl-cloud-init.service" in with_user_data and "cloud-init=disabled" not in with_user_data
+    # cloud-init's own units stay masked (from 24.3 they need its masked main process)
+    assert {"systemd.mask=cloud-init-main.service", "systemd.mask=cloud-init-network.service",
+            "systemd.mask=cloud-config.service", "systemd.mask=cloud-final.service"} <= set(with_user_data)
     # a stage left with nothing to run is not started: write_files is the init stage's
-    assert {"systemd.mask=cloud-config.service", "systemd.mask=cloud-final.service"} <= set(with_user_data)
+    assert not [a for a in with_user_data if a.startswith("systemd.wants=vmctl-cloud-") and "init" not in a]
     deferred = fast.under({"write_files": [{"path": "/x", "defer": True}]})
     assert deferred["cloud_init_modules"] == ["write_files"]
     assert deferred["cloud_final_modules"] == ["write_files_deferred"]
     everything = fast.cmdline("root=LABEL=x ro", fast.under({"snap": {}})).split()  # a key vmctl does not map
-    assert not [a for a in everything if a.startswith("systemd.mask=cloud-") and "-local" not in a
-                and a != "systemd.mask=cloud-init.service"]
+    assert {"systemd.wants=vmctl-cloud-config.service", "systemd.wants=vmctl-cloud-final.service"} <= set(everything)
+    runcmd = fast.cmdline("root=LABEL=x ro", fast.under({"runcmd": ["true"]})).split()
+    assert "systemd.wants=vmctl-cloud-config.service" in runcmd  # runcmd's module is the config stage's
+    assert "systemd.wants=vmctl-cloud-final.service" in runcmd  # scripts_user runs the commands
     assert fast.meta_data == {"dsmode": "local"}
     for modules in fast.cloud_config.values():  # vmctl's own work is done before cloud-init runs
         assert not {"growpart", "resizefs", "ssh"} & set(modules)

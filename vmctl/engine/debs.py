@@ -77,12 +77,14 @@ class AptRoot:
             timeout=600, hint="the host must reach the Debian mirror (VMCTL_DEBIAN_MIRROR overrides it)")
         stamp.touch()
 
-    def fetch(self, status: Path, packages: list[str]) -> list[Path]:
-        """Resolve ``packages`` against ``status`` and download what is missing; returns the files."""
+    def fetch(self, status: Path, packages: list[str], optional: tuple[str, ...] = ()) -> list[Path]:
+        """Resolve ``packages`` (and those of ``optional`` the suite has) against ``status``
+        and download what is missing; returns the files."""
         status.write_text(settled(status.read_text(errors="replace")))
         with file_lock(self.root.parent / f"{self.root.name}.lock"):
             self.prepare()
             self.update(status)
+            packages = [*packages, *(p for p in optional if self._has(status, p))]
             # --fix-broken: a guest whose install was interrupted has half-installed packages;
             # apt then plans their reinstall (and missing dependencies) with what was asked for
             apt = ["apt-get", *self.options(status), "install", "-y", "-q", "--fix-broken"]
@@ -91,6 +93,12 @@ class AptRoot:
             if debs:
                 run([*apt, "--download-only", *packages], what="downloading packages", timeout=1800)
             return [self._file(deb) for deb in debs]
+
+    def _has(self, status: Path, package: str) -> bool:
+        """Whether the suite has a real package of that name (a candidate to install)."""
+        shown = run(["apt-cache", *self.options(status), "show", "--no-all-versions", package],
+                    what=f"apt-cache show {package}", check=False, timeout=120)
+        return shown.rc == 0 and f"Package: {package}" in shown.stdout.splitlines()
 
     def _file(self, deb: Deb) -> Path:
         path = self.archives / deb.filename

@@ -37,6 +37,9 @@ Method = Literal["offline", "distro", "docker-ce"]
 METHODS: tuple[str, ...] = ("offline", "distro", "docker-ce")
 # busybox-static: the check image is made from it (Docker Hub may be out of reach).
 PACKAGES = ["docker.io", "containerd", "runc", "tini", "iptables", "busybox-static"]
+# Installed where the guest's suite has them: Debian 13's docker.io only recommends its
+# command-line client, packaged apart as docker-cli; Debian 12's docker.io includes it.
+OPTIONAL_PACKAGES = ("docker-cli",)
 CHECK_IMAGE = "vmctl/busybox:latest"
 DOCKER_CE_REPO = "https://download.docker.com/linux"
 
@@ -69,7 +72,7 @@ def steps(method: Method, user: str, live_restore: bool = True, os_id: str = "de
     """(name, script) for each step a method runs as root in the guest."""
     middle: tuple[str, dict[str, object]] = {
         "offline": ("install-offline", {"dir": offline_dir}),
-        "distro": ("install-distro", {"packages": PACKAGES}),
+        "distro": ("install-distro", {"packages": PACKAGES, "optional": OPTIONAL_PACKAGES}),
         "docker-ce": (
             "install-docker-ce",
             {"repo": f"{DOCKER_CE_REPO}/{os_id}", "codename": codename, "arch": "amd64"},
@@ -148,7 +151,8 @@ def _push_packages(machine: Machine, codename: str, progress: Progress) -> int:
     status.parent.mkdir(parents=True, exist_ok=True)
     try:
         machine.get("/var/lib/dpkg/status", status)
-        files = AptRoot(cache, codename, check_mirror(debian_mirror(), "VMCTL_DEBIAN_MIRROR")).fetch(status, PACKAGES)
+        apt = AptRoot(cache, codename, check_mirror(debian_mirror(), "VMCTL_DEBIAN_MIRROR"))
+        files = apt.fetch(status, PACKAGES, OPTIONAL_PACKAGES)
     finally:
         status.unlink(missing_ok=True)
     if not files:

@@ -123,7 +123,8 @@ def install_fast_boot(rootfs: Path) -> None:
     units = rootfs / "etc/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
     for unit in ("vmctl-fast-boot.service", "vmctl-grow-root.service", "vmctl-cloud-init.service",
-                 "vmctl-ssh-first.target", "vmctl-ready.target"):
+                 "vmctl-cloud-config.service", "vmctl-cloud-final.service", "vmctl-ssh-first.target",
+                 "vmctl-ready.target"):
         (units / unit).write_text(render(f"image/{unit}.j2"))
     network = rootfs / "etc/systemd/network/10-vmctl-fast-eth0.network"
     network.parent.mkdir(parents=True, exist_ok=True)

@@ -116,8 +116,10 @@ BUILD_CODE = tuple(Path(__file__).with_name(m) for m in ("build.py", "initramfs.
 # kernel and initrd it boots with, and the fast profile's lean initramfs.
 BOOT_FILES = {"kernel": "vmlinuz", "initrd": "initrd", "lean_initrd": "initrd-lean"}
 # The fast profile's units a build puts in an image: 2 added vmctl-ready.target (the
-# VM ready without waiting for cloud-init) and vmctl-grow-root.service.
-FAST_BOOT = 2
+# VM ready without waiting for cloud-init) and vmctl-grow-root.service; 3 added
+# vmctl-cloud-config.service and vmctl-cloud-final.service (cloud-init's later stages
+# run by vmctl's units, as cloud-init 24.3's own units need its masked main process).
+FAST_BOOT = 3
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ class Profile:
     # added to kernel_args when the VM's user-data needs cloud-init, and when it does not
     with_cloud_init: tuple[str, ...] = ()
     without_cloud_init: tuple[str, ...] = ()
+    # with cloud-init: the guest unit that runs each later stage, by its module list's key
+    stage_units: dict[str, str] = field(default_factory=dict)
     cloud_config: dict[str, Any] = field(default_factory=dict)
     meta_data: dict[str, Any] = field(default_factory=dict)
     # the guest unit that says the VM is ready; "" for cloud-init's own status
@@ -51,18 +53,17 @@ class Profile:
     def cmdline(self, base: str, config: dict[str, Any] | None = None) -> str:
         """The image's kernel command line with this profile's arguments added. ``config``
         is the VM's cloud-config as :meth:`under` made it, None when nothing in it needs
-        cloud-init; a stage left with no module to run is not started at all."""
+        cloud-init; a stage left with no module to run is not started at all (each is a
+        Python start, 3-4 s under TCG)."""
         if config is None:
             extra = self.without_cloud_init
         else:
-            idle = [unit for key, unit in STAGE_UNITS.items() if key in config and not config[key]]
-            extra = (*self.with_cloud_init, *(f"systemd.mask={unit}" for unit in idle))
+            busy = [unit for key, unit in self.stage_units.items() if key not in config or config[key]]
+            extra = (*self.with_cloud_init, *(f"systemd.wants={unit}" for unit in busy))
         return " ".join([base, *self.kernel_args, *extra]).strip()
 
 
 MODULE_LISTS = ("cloud_init_modules", "cloud_config_modules", "cloud_final_modules")
-# the units of cloud-init's later stages (each one a Python start, 3-4 s under TCG)
-STAGE_UNITS = {"cloud_config_modules": "cloud-config.service", "cloud_final_modules": "cloud-final.service"}
 # The cloud-init modules (22.4) that act on each cloud-config key a user may give. A key
 # not here keeps every module the profile lists, so nothing the user asked for is dropped.
 KEY_MODULES: dict[str, tuple[str, ...]] = {
@@ -109,6 +110,7 @@ def profile(name: str) -> Profile:
         kernel_args=tuple(str(a) for a in raw.get("kernel_args", ())),
         with_cloud_init=tuple(str(a) for a in raw.get("with_cloud_init", ())),
         without_cloud_init=tuple(str(a) for a in raw.get("without_cloud_init", ())),
+        stage_units={str(k): str(v) for k, v in (raw.get("stage_units") or {}).items()},
         cloud_config=dict(raw.get("cloud_config") or {}),
         meta_data=dict(raw.get("meta_data") or {}),
         ready_unit=str(raw.get("ready_unit", "")), host_grows_root=bool(raw.get("host_grows_root", False)),
