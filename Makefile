@@ -9,7 +9,7 @@ IMAGE   ?= debian-12
 DEBS    := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
            pkg-config gcc python3-dev python3-venv mmdebstrap extlinux syslinux-common \
            e2fsprogs iproute2 dnsmasq-base dnsmasq-utils iptables util-linux mount libxml2-utils \
-           openssh-client debian-archive-keyring docker.io docker-compose curl
+           openssh-client openssh-server debian-archive-keyring docker.io docker-compose curl
 
 .PHONY: all deps venv runtime image demo test unit e2e lint lab bench clean
 

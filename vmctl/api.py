@@ -21,6 +21,7 @@ from .images.boottest import BootReport, boot_test
 from .images.catalog import Cache, CachedImage, backed_by, definition, overlays_on
 from .machines import forwarder
 from .machines.host import Host, prepare_host
+from .machines.storage import Storage
 from .model.spec import BootMode, check_name
 
 
@@ -91,7 +92,18 @@ def image_remove(name: str, force: bool = False, uri: str | None = None) -> list
     with file_lock(cache.lock_path(name)):
         if not force:
             _refuse_in_use(name, uri, cache)
-        return cache.remove(name)
+        removed = cache.remove(name)
+        return removed + _remove_uploads(removed, uri)
+
+
+def _remove_uploads(files: list[Path], uri: str | None) -> list[Path]:
+    """Delete the hypervisor's copies of the removed cache ``files`` (the volumes ``up``
+    uploaded); none are left when no hypervisor answers (its next ``up`` uploads again)."""
+    try:
+        with Host(uri) as host:
+            return [Path(path) for path in Storage(host.hv).remove_uploads([f.name for f in files])]
+    except HypervisorError:
+        return []
 
 
 def images_remove(names: list[str], force: bool = False, uri: str | None = None) -> list[str]:

@@ -13,7 +13,7 @@ from .hypervisor import accel as _accel
 from .hypervisor.driver import Hypervisor
 from .hypervisor.runtime import Runtime, resolve_uri
 from .images.catalog import Cache
-from .machines.host import STORAGE_POOL
+from .machines.storage import IMAGES_POOL, MACHINES_POOL
 from .model.spec import DEFAULT_NETWORK
 
 MIN_FREE_GIB = 5
@@ -93,10 +93,13 @@ def _network(hv: Hypervisor) -> str:
 
 
 def _pool(hv: Hypervisor) -> str:
-    path = hv.storage_pool_path(STORAGE_POOL)
-    if path is None:
-        raise VmctlError(f"storage pool {STORAGE_POOL!r} is not defined", hint="run 'vmctl hypervisor start'")
-    return f"{STORAGE_POOL}: {path}"
+    found = []
+    for name in (MACHINES_POOL, IMAGES_POOL):
+        path = hv.storage_pool_path(name)
+        if path is None:
+            raise VmctlError(f"storage pool {name!r} is not defined", hint="run 'vmctl hypervisor start'")
+        found.append(f"{name}: {path}")
+    return ", ".join(found)
 
 
 def _probe(report: Report, reprobe: bool) -> str:

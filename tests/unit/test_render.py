@@ -12,10 +12,11 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from vmctl.hypervisor.xml import domain_xml, network_xml, storage_pool_xml
+from vmctl.errors import ConfigError
+from vmctl.hypervisor.xml import domain_xml, network_xml, storage_pool_xml, volume_xml
 from vmctl.model.mounts import Mount, Shares
 from vmctl.model.record import METADATA_NS
-from vmctl.model.spec import DiskBoot, DomainSpec, KernelBoot, NetworkChoice, NetworkSpec
+from vmctl.model.spec import DiskBoot, DomainSpec, KernelBoot, NetworkChoice, NetworkSpec, VolumeSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("VMCTL_UPDATE_GOLDEN") == "1"
@@ -50,6 +51,13 @@ DOMAINS = {
 NETWORKS = {
     "network-isolated": NetworkSpec(),
     "network-nat": NetworkSpec(name="vmctl-nat", bridge="vmctlnat0", cidr="10.77.0.0/24", mode="nat"),
+}
+
+VOLUMES = {
+    # a VM's overlay: private (0600), backed by the base image's volume
+    "volume-overlay": VolumeSpec("web.qcow2", 10 << 30, backing="/var/lib/vmctl/images/debian-12.0123456789ab.qcow2"),
+    # an empty file that an upload fills: a base image, readable by every VM's QEMU
+    "volume-upload": VolumeSpec("debian-12.0123456789ab.qcow2", 505413632, "raw", 0o644),
 }
 
 
@@ -89,13 +97,33 @@ def test_network_matches_golden_and_libvirt_schema(name: str, tmp_path: Path) ->
 
 def test_every_golden_file_has_its_case_and_a_missing_one_fails(monkeypatch: pytest.MonkeyPatch,
                                                                   tmp_path: Path) -> None:
-    assert {p.stem for p in GOLDEN.glob("*.xml")} == set(DOMAINS) | set(NETWORKS)
+    assert {p.stem for p in GOLDEN.glob("*.xml")} == set(DOMAINS) | set(NETWORKS) | set(VOLUMES)
     monkeypatch.setattr(sys.modules[__name__], "GOLDEN", tmp_path)
     with pytest.raises(pytest.fail.Exception, match="golden file .* is missing; .*VMCTL_UPDATE_GOLDEN=1"):
         _golden("domain-new", "<domain/>", update=False)
     assert not (tmp_path / "domain-new.xml").exists()  # not made
     _golden("domain-new", "<domain/>", update=True)  # made only when asked
     assert (tmp_path / "domain-new.xml").read_text() == "<domain/>"
+
+
+@pytest.mark.parametrize("name", sorted(VOLUMES))
+def test_volume_matches_golden_and_libvirt_schema_and_is_made_by_the_test_driver(name: str, tmp_path: Path) -> None:
+    text = volume_xml(VOLUMES[name])
+    _golden(name, text)
+    _validate(text, "storagevol", tmp_path)
+    conn = libvirt.open("test:///default")
+    try:
+        vol = conn.storagePoolLookupByName("default-pool").createXML(text, 0)
+        assert vol.name() == VOLUMES[name].name and vol.info()[1] == VOLUMES[name].capacity
+        vol.delete(0)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "../x", ".hidden"])
+def test_a_volume_name_is_a_plain_file_name(bad: str) -> None:
+    with pytest.raises(ConfigError, match="invalid volume name"):
+        VolumeSpec(bad, 1)
 
 
 def test_pool_is_valid(tmp_path: Path) -> None:

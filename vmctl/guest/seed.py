@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pycdlib
 
-from .._core.locks import replacing
 from .cloudinit import SeedData
 
 SEED_FILE_MODE = 0o100400  # a regular file, read by root only
@@ -21,8 +20,8 @@ _ISO_NAMES = {
 }
 
 
-def write_seed(data: SeedData, path: Path) -> Path:
-    """Write the seed to ``path`` (mode 0600: it holds the guest's private host key).
+def seed_iso(data: SeedData) -> bytes:
+    """The seed as an ISO image's bytes (uploaded as a volume by ``up``).
 
     Inside, every file is root's alone (Rock Ridge mode 0400): the host key is
     in the user-data and in ``vmctl-host-key``, and a guest mounts the seed.
@@ -32,12 +31,12 @@ def write_seed(data: SeedData, path: Path) -> Path:
     for name, content in data.files().items():
         iso.add_fp(io.BytesIO(content), len(content), f"/{_ISO_NAMES[name]}",
                    rr_name=name, joliet_path=f"/{name}", file_mode=SEED_FILE_MODE)
+    out = io.BytesIO()
     try:
-        with replacing(path, 0o600) as f:
-            iso.write_fp(f)
+        iso.write_fp(out)
     finally:
         iso.close()
-    return path
+    return out.getvalue()
 
 
 def read_seed(path: Path) -> dict[str, bytes]:

@@ -23,15 +23,85 @@ import paramiko
 from .._core import netns
 from .._core.proc import CommandResult
 from ..errors import HostKeyMismatch, SSHError, WaitTimeout, redact
+from ..model.uri import JumpHost
 from .keys import fingerprint
 
 KEEPALIVE = 10  # seconds idle before paramiko sends a keepalive@openssh.com request
 TRANSFER_STALL = 120  # seconds an SFTP transfer may go without progress before it is given up
 
 
+class Jump:
+    """One SSH connection to a remote hypervisor's own sshd, through which vmctl reaches
+    the guests on that host (``direct-tcpip`` channels, as OpenSSH's ProxyJump does).
+    The hypervisor's host key must be in its known_hosts (RejectPolicy): the URI's
+    ``known_hosts``, else ``~/.ssh/known_hosts``. Opens on first use; thread-safe."""
+
+    def __init__(self, host: JumpHost, connect_timeout: float = 15) -> None:
+        self.host, self.connect_timeout = host, connect_timeout
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def open(self, address: str, port: int, timeout: float) -> paramiko.Channel:
+        """A channel to ``address:port`` as the hypervisor sees it (its guests' network)."""
+        try:
+            return self._transport().open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0),
+                                                  timeout=timeout)
+        except (paramiko.SSHException, OSError) as e:
+            raise OSError(f"through {self.host.known_hosts_id}: {e}") from e
+
+    def _transport(self) -> paramiko.Transport:
+        with self._lock:
+            transport = self._client.get_transport() if self._client else None
+            if transport is None or not transport.is_active():
+                if self._client is not None:
+                    self._client.close()
+                self._client = self._connect()
+                transport = self._client.get_transport()
+            assert transport is not None
+            return transport
+
+    def _connect(self) -> paramiko.SSHClient:
+        h = self.host
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        known = h.known_hosts or Path.home() / ".ssh/known_hosts"
+        if known.exists():
+            client.load_host_keys(str(known))
+        try:
+            client.connect(h.host, h.port, h.user, key_filename=str(h.keyfile) if h.keyfile else None,
+                           timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                           auth_timeout=self.connect_timeout, allow_agent=h.keyfile is None,
+                           look_for_keys=h.keyfile is None)
+        except paramiko.BadHostKeyException as e:
+            client.close()
+            raise SSHError(f"hypervisor {h.known_hosts_id} offered host key {_fp(e.key)}, not the one in {known}",
+                           hint="if the host was reinstalled, update its line there (ssh-keygen -R)") from e
+        except paramiko.SSHException as e:
+            client.close()
+            unknown = "not found in known_hosts" in str(e)
+            raise SSHError(f"SSH to hypervisor {h.user}@{h.known_hosts_id} failed: {e}",
+                           hint=f"add its host key to {known} (ssh-keyscan -p {h.port} {h.host})" if unknown
+                           else "check the URI's user, keyfile and the host's sshd") from e
+        except OSError as e:
+            client.close()
+            raise SSHError(f"SSH to hypervisor {h.user}@{h.known_hosts_id} failed: {e}",
+                           hint="is the host up, and its sshd reachable from here?") from e
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(KEEPALIVE)
+        return client
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """Everything needed to reach one guest's sshd."""
+    """Everything needed to reach one guest's sshd: directly, inside the runtime's network
+    namespace, or through a remote hypervisor's sshd (``jump``)."""
 
     machine: str
     address: str
@@ -40,8 +110,11 @@ class Endpoint:
     host_key: str  # "ssh-ed25519 AAAA..."
     port: int = 22
     netns: str | None = None
+    jump: Jump | None = None
 
-    def open_socket(self, timeout: float) -> socket.socket:
+    def open_socket(self, timeout: float) -> socket.socket | paramiko.Channel:
+        if self.jump is not None:
+            return self.jump.open(self.address, self.port, timeout)
         return netns.connect(self.address, self.port, timeout, self.netns)
 
 

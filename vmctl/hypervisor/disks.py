@@ -46,11 +46,6 @@ def backing_file(overlay: Path) -> Path | None:
     return Path(backing) if backing else None
 
 
-def grow(disk: Path, size_gib: int) -> None:
-    """Grow a stopped VM's disk image to ``size_gib`` (its guest sees a larger disk)."""
-    run(["qemu-img", "resize", "-q", str(disk), f"{size_gib}G"], what=f"growing {disk.name} to {size_gib} GiB")
-
-
 def snapshot_sizes(disk: Path) -> dict[str, int]:
     """Each internal snapshot's saved memory and device state in bytes, by name (``-U``:
     the disk may be in use); a disk-only snapshot has 0. The disk clusters a snapshot

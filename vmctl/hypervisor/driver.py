@@ -5,14 +5,15 @@ libvirt errors are translated into :class:`HypervisorError` at this boundary.
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import HypervisorError, NoSuchMachine, NoSuchSnapshot
 
@@ -68,6 +69,15 @@ _DETAILS = {  # libvirt's detail names, for the JSON (VIR_DOMAIN_EVENT_STOPPED_S
     for event in ("DEFINED", "UNDEFINED", "STARTED", "SUSPENDED", "RESUMED", "STOPPED", "SHUTDOWN", "PMSUSPENDED",
                   "CRASHED")
 }
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A storage volume: its name in the pool, its path and size on the hypervisor."""
+
+    name: str
+    path: str
+    capacity: int  # bytes: a qcow2's virtual size
 
 
 def event_name(event: int, detail: int) -> str:
@@ -299,6 +309,91 @@ class Hypervisor:
         except libvirt.libvirtError:
             return None
         return ET.fromstring(pool.XMLDesc()).findtext("target/path")
+
+    def _pool(self, name: str) -> libvirt.virStoragePool:
+        try:
+            pool = self.conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError as e:
+            raise HypervisorError(f"storage pool {name!r} on {self.uri}: {_message(e)}",
+                                  hint=f"'vmctl hypervisor start', or 'vmctl doctor --connect {self.uri}'") from e
+        return pool
+
+    def volume(self, pool: str, name: str) -> Volume | None:
+        """Volume ``name`` of ``pool`` as the hypervisor sees it now (the pool is refreshed
+        first: files may have come and gone under libvirt), or None."""
+        p = self._pool(pool)
+        self._call(p.refresh, 0, what=f"refreshing storage pool {pool}")
+        try:
+            vol = p.storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+        _type, capacity, _allocation = vol.info()
+        return Volume(name, str(vol.path()), int(capacity))
+
+    def create_volume(self, pool: str, xml: str) -> str:
+        """Create a volume from ``xml`` in ``pool`` (libvirt makes the file on its host); its path."""
+        vol = self._call(self._pool(pool).createXML, xml, 0, what=f"creating a volume in pool {pool}")
+        return str(vol.path())
+
+    def delete_volume(self, pool: str, name: str) -> bool:
+        """Delete volume ``name`` of ``pool``; False when there is none."""
+        p = self._pool(pool)
+        with suppress(libvirt.libvirtError):
+            p.refresh(0)
+        try:
+            vol = p.storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        self._call(vol.delete, 0, what=f"deleting volume {name} of pool {pool}")
+        return True
+
+    def resize_volume(self, path: str, size_bytes: int) -> None:
+        """Grow the volume at ``path`` (of any pool) to ``size_bytes``; its VM is not running."""
+        try:
+            vol = self.conn.storageVolLookupByPath(path)
+        except libvirt.libvirtError:
+            for pool in self.conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+                with suppress(libvirt.libvirtError):
+                    pool.refresh(0)  # a file made beside libvirt (a VM older than vmctl's volumes)
+            vol = self._call(self.conn.storageVolLookupByPath, path, what=f"finding the volume at {path}")
+        self._call(vol.resize, size_bytes, 0, what=f"growing {path.rsplit('/', 1)[-1]}")
+
+    def upload_volume(self, pool: str, name: str, source: BinaryIO, size: int,
+                      sent: Callable[[int], None] = lambda _n: None) -> None:
+        """Fill volume ``name`` with ``size`` bytes read from ``source`` (libvirt's volume
+        upload: a stream over the connection, so the hypervisor may be another machine)."""
+        vol = self._call(self._pool(pool).storageVolLookupByName, name, what=f"finding volume {name}")
+        stream = self.conn.newStream(0)
+        done = [0]
+
+        def chunk(_stream: Any, nbytes: int, _opaque: Any) -> bytes:
+            data = source.read(min(nbytes, 1 << 20))
+            done[0] += len(data)
+            sent(done[0])
+            return data
+
+        try:
+            self._call(vol.upload, stream, 0, size, 0, what=f"uploading {name}")
+            self._call(stream.sendAll, chunk, None, what=f"uploading {name}")
+            self._call(stream.finish, what=f"uploading {name}")
+        except BaseException:
+            with suppress(libvirt.libvirtError):
+                stream.abort()
+            raise
+
+    def volume_sha256(self, pool: str, name: str) -> str:
+        """The SHA-256 of volume ``name``'s bytes, read back through libvirt's volume download."""
+        vol = self._call(self._pool(pool).storageVolLookupByName, name, what=f"finding volume {name}")
+        stream, digest = self.conn.newStream(0), hashlib.sha256()
+        try:
+            self._call(vol.download, stream, 0, 0, 0, what=f"reading back {name}")
+            self._call(stream.recvAll, lambda _s, data, _o: digest.update(data), None, what=f"reading back {name}")
+            self._call(stream.finish, what=f"reading back {name}")
+        except BaseException:
+            with suppress(libvirt.libvirtError):
+                stream.abort()
+            raise
+        return digest.hexdigest()
 
     # domains ----------------------------------------------------------------
 

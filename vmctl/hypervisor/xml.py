@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._core.render import render
 from ..model.record import METADATA_NS
-from ..model.spec import DomainSpec, NetworkSpec
+from ..model.spec import DomainSpec, NetworkSpec, VolumeSpec
 
 
 def domain_xml(spec: DomainSpec) -> str:
@@ -19,6 +19,8 @@ def storage_pool_xml(name: str, path: str) -> str:
     return render("storage-pool.xml.j2", name=name, path=path)
 
 
+def volume_xml(spec: VolumeSpec) -> str:
+    return render("volume.xml.j2", v=spec)
 
 def snapshot_xml(name: str, *, memory: bool, disks: list[tuple[str, str]], description: str = "") -> str:
     """An internal snapshot: ``disks`` is each disk's target and ``internal`` or ``no``; with

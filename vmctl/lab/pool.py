@@ -23,6 +23,7 @@ from ..hypervisor.accel import accelerator
 from ..images.catalog import Cache
 from ..machines.host import Host
 from ..machines.lifecycle import Timeline, fast_capable, up
+from ..machines.storage import Storage
 from ..model.profiles import check_profile
 from ..model.spec import MachineSpec, check_name, check_range
 from . import data as labdata
@@ -74,6 +75,7 @@ def run_pool_lab(host: Host, config: PoolLabConfig, progress: Progress = NoProgr
     image = Cache().require(config.image)
     profile = config.profile or ("fast" if fast_capable(image) else "stock")
     accel = accelerator(progress)
+    Storage(host.hv, progress).image(image)  # uploaded now, if the host lacks it: not a boot's time
     tag = secrets.token_hex(3)
     sizes = [_one_size(host, config, profile, n, f"lab-{tag}-p{n}", progress) for n in config.sizes]
     return {"accel": accel, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,

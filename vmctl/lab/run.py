@@ -30,6 +30,7 @@ from ..hypervisor.console import BootWatch
 from ..images.catalog import Cache
 from ..machines.lifecycle import Timeline, boot_for, fast_capable, up
 from ..machines.machine import Machine
+from ..machines.storage import Storage
 from ..model.profiles import check_profile
 from ..model.spec import MachineSpec, check_name, check_range
 from . import data as labdata
@@ -95,6 +96,7 @@ def run_lab(host: Host, config: LabConfig, progress: Progress = NoProgress(), co
     for profile in config.profiles:  # an image a profile cannot boot fails here, not after the other boots
         boot_for(image, MachineSpec("lab-check", image=config.image, profile=profile))
     accel = accelerator(progress)
+    Storage(host.hv, progress).image(image)  # uploaded now, if the host lacks it: not a boot's time
     tag = secrets.token_hex(4)
     runs: list[dict[str, Any]] = []
     guest: dict[str, str] = {}

@@ -12,23 +12,24 @@ from .._core.proc import run
 from .._core.progress import NoProgress, Progress
 from ..errors import HypervisorError, NoSuchMachine, NotManaged, VmctlError
 from ..guest.keys import client_key
+from ..guest.ssh import Jump
 from ..hypervisor.driver import EventStream, Hypervisor
 from ..hypervisor.runtime import Runtime, resolve_uri
-from ..hypervisor.xml import network_xml, storage_pool_xml
+from ..hypervisor.xml import network_xml
 from ..model.record import METADATA_NS, Record
 from ..model.spec import DEFAULT_NETWORK, MachineSpec, NetworkChoice, NetworkSpec, check_name
+from ..model.uri import JumpHost, is_remote
 from . import forwarder
 from .lifecycle import Timeline, Timeouts, up
 from .machine import FILE_SUFFIXES, Machine
-
-STORAGE_POOL = "vmctl"  # the libvirt storage pool over the machines directory
+from .storage import Storage, prepare_pools
 
 
 def prepare_host(hv: Hypervisor, network: NetworkSpec = DEFAULT_NETWORK) -> None:
-    """Make sure the network and storage pool vmctl's VMs use exist and are active."""
+    """Make sure the network and storage pools vmctl's VMs use exist and are active."""
     private_machines_dir()
     hv.ensure_network(network.name, network_xml(network))
-    hv.ensure_storage_pool(STORAGE_POOL, storage_pool_xml(STORAGE_POOL, str(machines_dir())))
+    prepare_pools(hv)
 
 
 
@@ -46,6 +47,7 @@ class Host:
         self.hv = Hypervisor(self.uri)
         self.dir = machines_dir()
         self._client_key: Path | None = None
+        self._jump: Jump | None = None
 
     def __enter__(self) -> Host:
         return self
@@ -54,7 +56,16 @@ class Host:
         self.close()
 
     def close(self) -> None:
+        if self._jump is not None:
+            self._jump.close()
         self.hv.close()
+
+    @property
+    def jump(self) -> Jump | None:
+        """The remote hypervisor's sshd, through which its guests are reached (None here)."""
+        if self._jump is None and is_remote(self.uri):
+            self._jump = Jump(JumpHost.from_uri(self.uri))
+        return self._jump
 
     @property
     def client_key(self) -> Path:
@@ -154,6 +165,7 @@ class Host:
             removed += [f"DHCP lease {lease[1]}" for lease in leases if self._release(lease)]
             self.hv.undefine(name)
             removed.append(f"domain {name}")
+        removed += Storage(self.hv).remove(name)
         for suffix in FILE_SUFFIXES:
             path = self.file(name, suffix)
             if path.exists():

@@ -25,10 +25,10 @@ from ..engine.install import install
 from ..errors import CloudInitError, ConfigError, GuestSetupError, ImageError, PhaseError, VmctlError
 from ..guest.cloudinit import MOUNT_KEYS, cloud_init_errors, parse_user_data, seed_data
 from ..guest.keys import generate
-from ..guest.seed import write_seed
+from ..guest.seed import seed_iso
 from ..hypervisor.accel import accelerator
 from ..hypervisor.console import read, tail
-from ..hypervisor.disks import copy_disk, create_overlay, grow_root_partition
+from ..hypervisor.disks import copy_disk, grow_root_partition
 from ..hypervisor.xml import domain_xml
 from ..images.boottest import boot_spec
 from ..images.catalog import FAST_BOOT, Cache, CachedImage, shared_read_only
@@ -37,9 +37,11 @@ from ..model.ports import overlapping, parse_all
 from ..model.profiles import profile
 from ..model.record import PHASES, Record
 from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
+from ..model.uri import is_remote
 from . import forwarder
 from .machine import FILE_SUFFIXES, Machine
 from .shares import shares_for
+from .storage import Storage
 
 if TYPE_CHECKING:
     from .host import Host
@@ -85,6 +87,9 @@ def check_against_host(host: Host, spec: MachineSpec) -> None:
         raise ConfigError(f"vCPUs {spec.cpus} is more than the host's {cpus}", hint=f"use --cpus 1..{cpus}")
     if spec.memory_mib > memory:
         raise ConfigError(f"memory {spec.memory_mib} MiB is more than the host's {memory} MiB")
+    if is_remote(host.uri) and spec.mounts:
+        raise ConfigError(f"shared folders need the hypervisor on this machine, not {host.uri}",
+                          hint="drop --mount, or run vmctl on the hypervisor host")
 
 
 def up(
@@ -297,28 +302,29 @@ class _Run:
     def define(self, image: object, accel: str, extra: dict[str, object]) -> None:
         assert isinstance(image, CachedImage)
         spec, host = self.spec, self.host
+        storage = Storage(host.hv, self.progress)
+        shared_read_only(image)
+        image, base = storage.image(image)  # its files now the hypervisor's volumes
         boot = boot_for(image, spec)
         user = spec.user or image.user
         mac, host_key = new_mac(), generate(f"vmctl-{spec.name}")
+        if self.disk_from is not None:  # a clone: the source's disk, on the same base (a local copy, for now)
+            disk = str(copy_disk(self.disk_from, host.file(spec.name, "qcow2"), Path(base.path)))
+        else:
+            disk = storage.overlay(spec.name, base, spec.disk_gib)
+        if profile(spec.profile).host_grows_root and not is_remote(host.uri):
+            grow_root_partition(Path(disk))  # (elsewhere the guest's vmctl-grow-root runs growpart)
         record = Record(
             spec=spec, user=user, host_key=host_key.public, mac=mac,
-            instance_id=f"iid-{spec.name}-{secrets.token_hex(4)}",
-            disk=str(host.file(spec.name, "qcow2")), seed=str(host.file(spec.name, "seed.iso")),
-            serial_log=str(host.file(spec.name, "serial.log")), accel=accel, netns=host.netns,
+            instance_id=f"iid-{spec.name}-{secrets.token_hex(4)}", disk=disk, seed="",
+            serial_log=storage.machine_file(spec.name, "serial.log"), accel=accel, netns=host.netns,
             created=time.time(), phases=("define",),  # true once the domain exists, as it does with this record
         )
-        shared_read_only(image)
-        if self.disk_from is not None:
-            copy_disk(self.disk_from, Path(record.disk), Path(image.path))
-        else:
-            create_overlay(Path(image.path), Path(record.disk), spec.disk_gib)
-        if profile(spec.profile).host_grows_root:
-            grow_root_partition(Path(record.disk))
         keys = [host.client_public_key(), *spec.ssh_keys]
         seed = seed_data(hostname=spec.name, instance_id=record.instance_id, user=user,
                          authorized_keys=keys, host_key=host_key, mac=mac, extra=extra,
                          meta_extra=profile(spec.profile).meta_data, shares=self.shares)
-        write_seed(seed, Path(record.seed))
+        record = replace(record, seed=storage.seed(spec.name, seed_iso(seed)))
         domain = DomainSpec(
             name=spec.name, disk=Path(record.disk), serial_log=Path(record.serial_log), base=Path(image.path),
             cpus=spec.cpus, memory_mib=spec.memory_mib, accel="kvm" if accel == "kvm" else "tcg",

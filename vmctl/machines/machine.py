@@ -103,7 +103,7 @@ class Machine:
         if ip is None:
             raise NoAddress(self.name, self.state)
         return Endpoint(self.name, ip, self.user, self.host.client_key, self.record.host_key,
-                        netns=self.record.netns)
+                        netns=self.record.netns, jump=self.host.jump)
 
     def save(self, record: Record) -> None:
         """Keep ``record`` as the VM's metadata in libvirt (live and persistent), and use it."""

@@ -10,11 +10,9 @@ says which.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 from .._core.locks import file_lock
 from ..errors import ConfigError
-from ..hypervisor.disks import grow
 from ..model.spec import MachineSpec
 from .lifecycle import check_against_host
 from .machine import Machine
@@ -44,7 +42,7 @@ def resize(machine: Machine, cpus: int | None = None, memory_mib: int | None = N
             if running:
                 hv.resize_disk_live(name, "vda", new.disk_gib * 2**30)
             else:
-                grow(Path(machine.record.disk), new.disk_gib)
+                machine.host.hv.resize_volume(machine.record.disk, new.disk_gib << 30)
             when["disk_gib"] = LIVE if running else NEXT_BOOT
         grow_later = when.get("disk_gib") == NEXT_BOOT  # the next start grows the partition and file system
         machine.save(replace(machine.record, spec=new, grow_root=machine.record.grow_root or grow_later))

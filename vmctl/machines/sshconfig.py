@@ -13,6 +13,7 @@ from pathlib import Path
 from .._core.locks import replacing
 from .._core.paths import state_dir
 from ..errors import ConfigError
+from ..model.uri import JumpHost
 from .machine import Machine
 
 
@@ -36,11 +37,24 @@ def options(machine: Machine) -> dict[str, str]:
         # an idle session lasts; a VM that is gone is noticed within 30 s
         "ServerAliveInterval": "10", "ServerAliveCountMax": "3",
     }
-    if ep.netns:
+    if ep.jump is not None:  # through the remote hypervisor's sshd, as vmctl's own connections go
+        opts["ProxyCommand"] = shlex.join(jump_argv(ep.jump.host))
+    elif ep.netns:
         # -P: nothing imported from the directory ssh was started in; starts in <0.1 s
         proxy = [sys.executable, "-P", "-m", "vmctl._core.proxy", ep.netns, "%h", "%p"]
         opts["ProxyCommand"] = shlex.join(proxy)
     return opts
+
+
+def jump_argv(host: JumpHost) -> list[str]:
+    """``ssh -W %h:%p`` through the hypervisor: its host key checked (known_hosts), the
+    URI's user, port and keyfile."""
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", str(host.port), "-l", host.user]
+    if host.keyfile:
+        argv += ["-i", str(host.keyfile), "-o", "IdentitiesOnly=yes"]
+    if host.known_hosts:
+        argv += ["-o", f"UserKnownHostsFile={host.known_hosts}"]
+    return [*argv, "-W", "%h:%p", host.host]
 
 
 def ssh_argv(machine: Machine, command: list[str]) -> list[str]:

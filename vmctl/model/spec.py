@@ -141,6 +141,24 @@ class KernelBoot:
 
 
 @dataclass(frozen=True)
+class VolumeSpec:
+    """A storage volume for libvirt to create in a pool: a qcow2 overlay on ``backing``
+    (a path on the hypervisor), or an empty ``raw`` file that an upload fills."""
+
+    name: str
+    capacity: int  # bytes
+    format: Literal["qcow2", "raw"] = "qcow2"
+    mode: int = 0o600
+    backing: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"invalid volume name {self.name!r}", hint="a file name, without '/'")
+        if self.capacity < 0:
+            raise ConfigError(f"volume {self.name}: capacity {self.capacity} is negative")
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     """Everything the domain template needs; paths already resolved."""
 
