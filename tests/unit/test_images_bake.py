@@ -134,6 +134,24 @@ class FakeHost:
         return self.made[-1]
 
 
+def test_a_vm_on_the_hypervisors_copy_of_the_cached_version_bakes(cache: Cache, tmp_path: Path) -> None:
+    """VMs are made on the copy ``up`` uploaded into the host's images pool: same file name."""
+    copy = tmp_path / "pool-images" / Path(cache.require("base").path).name
+    copy.parent.mkdir()
+    copy.write_bytes(Path(cache.require("base").path).read_bytes())
+    machine = FakeMachine("web", create_overlay(copy, tmp_path / "machines" / "web.qcow2"))
+    image = bake(machine, "new", cache, Phases())  # type: ignore[arg-type]
+    assert image.name == "new" and backing_file(Path(image.path)) is None
+
+
+def test_a_vm_of_an_earlier_build_is_refused(cache: Cache, tmp_path: Path) -> None:
+    older = tmp_path / "base.000000000000.qcow2"
+    older.write_bytes(Path(cache.require("base").path).read_bytes())
+    machine = FakeMachine("web", create_overlay(older, tmp_path / "machines" / "web.qcow2"))
+    with pytest.raises(ImageError, match="made from an earlier build of base"):
+        bake(machine, "new", cache, Phases())  # type: ignore[arg-type]
+
+
 def test_the_next_bake_deletes_the_temporary_vm_a_killed_one_left(cache: Cache, tmp_path: Path) -> None:
     host = FakeHost(cache, tmp_path, {"bake-new"})
     (cache.root / ".bake-new.vm").write_text("bake-new\n")  # the killed bake had made it

@@ -102,7 +102,10 @@ def _bake_locked(machine: Machine, new: str, cache: Cache, progress: Progress) -
     """:func:`bake`, the caller holding ``new``'s lock."""
     _refuse_existing(cache, new)
     parent = cache.require(machine.spec.image)
-    if backing_file(Path(machine.record.disk)) != Path(parent.path):
+    backing = backing_file(Path(machine.record.disk))
+    # the cached file itself (a VM older than storage pools), or the hypervisor's copy of it:
+    # a cached version's file name (NAME.SHA.qcow2) is its volume's name too
+    if backing is None or backing.name != Path(parent.path).name:
         # its boot files and the version recorded would be the new image's, not the disk's
         raise ImageError(f"{machine.name} was made from an earlier build of {parent.name} than the cached one",
                          hint=f"make a new VM from the current {parent.name} and bake that")
