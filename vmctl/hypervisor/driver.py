@@ -325,9 +325,11 @@ class Hypervisor:
         self._call(p.refresh, 0, what=f"refreshing storage pool {pool}")
         try:
             vol = p.storageVolLookupByName(name)
-        except libvirt.libvirtError:
-            return None
-        _type, capacity, _allocation = vol.info()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+                return None
+            raise HypervisorError(f"looking up volume {name} of pool {pool}: {_message(e)}") from e
+        _type, capacity, _allocation = self._call(vol.info, what=f"reading volume {name}")
         return Volume(name, str(vol.path()), int(capacity))
 
     def create_volume(self, pool: str, xml: str) -> str:

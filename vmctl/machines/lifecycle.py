@@ -28,7 +28,7 @@ from ..guest.keys import generate
 from ..guest.seed import seed_iso
 from ..hypervisor.accel import accelerator
 from ..hypervisor.console import read, tail
-from ..hypervisor.disks import copy_disk, grow_root_partition
+from ..hypervisor.disks import backing_file, copy_disk, grow_root_partition
 from ..hypervisor.xml import domain_xml
 from ..images.boottest import boot_spec
 from ..images.catalog import FAST_BOOT, Cache, CachedImage, shared_read_only
@@ -37,7 +37,7 @@ from ..model.ports import overlapping, parse_all
 from ..model.profiles import profile
 from ..model.record import PHASES, Record
 from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
-from ..model.uri import is_remote
+from ..model.uri import JumpHost, is_remote
 from . import forwarder
 from .machine import FILE_SUFFIXES, Machine
 from .shares import shares_for
@@ -87,9 +87,11 @@ def check_against_host(host: Host, spec: MachineSpec) -> None:
         raise ConfigError(f"vCPUs {spec.cpus} is more than the host's {cpus}", hint=f"use --cpus 1..{cpus}")
     if spec.memory_mib > memory:
         raise ConfigError(f"memory {spec.memory_mib} MiB is more than the host's {memory} MiB")
-    if is_remote(host.uri) and spec.mounts:
-        raise ConfigError(f"shared folders need the hypervisor on this machine, not {host.uri}",
-                          hint="drop --mount, or run vmctl on the hypervisor host")
+    if is_remote(host.uri):
+        if spec.mounts or spec.ports:
+            raise ConfigError(f"{'shared folders' if spec.mounts else 'published ports'} need the hypervisor "
+                              f"on this machine, not {host.uri}", hint="drop them, or run vmctl on that host")
+        JumpHost.from_uri(host.uri)  # a URI vmctl cannot reach guests through is refused now, not after a boot
 
 
 def up(
@@ -112,7 +114,8 @@ def up(
     bakes, whose VMs live for minutes, go without."""
     image = Cache().require(spec.image)
     asked, spec = spec, settle(host, spec, image)
-    boot_for(image, spec)  # an image the profile cannot boot is refused before anything starts
+    if not host.hv.exists(spec.name):  # (an existing VM keeps the boot it was made with)
+        boot_for(image, spec)  # an image the profile cannot boot is refused before anything starts
     check_against_host(host, spec)
     spec = replace(spec, user=spec.user or image.user)  # (which checks the mounts against the user's home)
     shares = shares_for(spec, image)  # host directories exist; virtiofs, or 9p the image's kernel can mount
@@ -309,6 +312,10 @@ class _Run:
         user = spec.user or image.user
         mac, host_key = new_mac(), generate(f"vmctl-{spec.name}")
         if self.disk_from is not None:  # a clone: the source's disk, on the same base (a local copy, for now)
+            source_base = backing_file(self.disk_from)
+            if source_base is None or source_base.name != base.name:  # only its top layer is copied
+                raise ImageError(f"{spec.name}: the source's disk was made from another build of {image.name} "
+                                 "than the cached one", hint=f"clone a VM made from the current {image.name}")
             disk = str(copy_disk(self.disk_from, host.file(spec.name, "qcow2"), Path(base.path)))
         else:
             disk = storage.overlay(spec.name, base, spec.disk_gib)

@@ -107,7 +107,7 @@ class Storage:
         name = local.name
         key = hashlib.sha256(f"{self.hv.uri}\0{name}".encode()).hexdigest()[:16]
         locks = state_dir() / "uploads"
-        locks.mkdir(mode=0o700, exist_ok=True)
+        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
         with file_lock(locks / f"{key}.lock", what=f"another upload of {name}", progress=self.progress):
             volume = self.hv.volume(IMAGES_POOL, name)
             if volume is not None and self.hv.volume(IMAGES_POOL, name + VERIFIED) is not None:
