@@ -153,6 +153,22 @@ def processes_in(root: Path) -> list[int]:
     return found
 
 
+def qemu_img_on(path: Path) -> list[int]:
+    """The ``qemu-img`` processes that have ``path`` open: a killed bake's ``convert``
+    goes on writing its work file, and holds its source disk's lock meanwhile."""
+    target, found = str(path.resolve()), []
+    for proc in PROC.iterdir():
+        if not proc.name.isdigit() or _read(int(proc.name), "comm").strip() != "qemu-img":
+            continue
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue
+        if any(_link(int(proc.name), f"fd/{fd.name}") == target for fd in fds):
+            found.append(int(proc.name))
+    return found
+
+
 # all of it -------------------------------------------------------------------------------
 
 

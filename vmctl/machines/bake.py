@@ -18,13 +18,14 @@ import shutil
 from pathlib import Path
 
 from .._core.locks import file_lock
-from .._core.proc import run
+from .._core.proc import run, terminate
 from .._core.progress import NoProgress, Progress
 from .._core.render import render
 from ..errors import ConfigError, ImageError
 from ..hypervisor.disks import backing_file
 from ..images.catalog import BOOT_FILES, Cache, CachedImage, new_record
 from ..images.download import file_digest
+from ..images.leftovers import GRACE, qemu_img_on
 from ..model.spec import MachineSpec, check_name
 from .host import Host
 from .machine import Machine
@@ -111,6 +112,8 @@ def _bake_locked(machine: Machine, new: str, cache: Cache, progress: Progress) -
                          hint=f"make a new VM from the current {parent.name} and bake that")
     for stale in cache.stale_work("bake", new):
         progress.phase(f"removing {stale.name}, left by an interrupted bake")
+        for pid in qemu_img_on(stale):  # its qemu-img outlives it, and holds the VM's disk
+            terminate(pid, grace=GRACE)
         stale.unlink(missing_ok=True)
     if machine.state != "running":  # a bake killed after it shut the VM down: generalise it again
         progress.phase(f"starting {machine.name}")
