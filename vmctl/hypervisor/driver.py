@@ -323,31 +323,36 @@ class Hypervisor:
         first: files may have come and gone under libvirt), or None."""
         p = self._pool(pool)
         self._call(p.refresh, 0, what=f"refreshing storage pool {pool}")
+        if (vol := self._volume_in(p, pool, name)) is None:
+            return None
+        _type, capacity, _allocation = self._call(vol.info, what=f"reading volume {name}")
+        return Volume(name, str(vol.path()), int(capacity))
+
+    @staticmethod
+    def _volume_in(p: libvirt.virStoragePool, pool: str, name: str) -> libvirt.virStorageVol | None:
+        """Volume ``name`` of pool ``p``; None only when libvirt says there is no such volume."""
         try:
-            vol = p.storageVolLookupByName(name)
+            return p.storageVolLookupByName(name)
         except libvirt.libvirtError as e:
             if e.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
                 return None
             raise HypervisorError(f"looking up volume {name} of pool {pool}: {_message(e)}") from e
-        _type, capacity, _allocation = self._call(vol.info, what=f"reading volume {name}")
-        return Volume(name, str(vol.path()), int(capacity))
 
     def create_volume(self, pool: str, xml: str) -> str:
         """Create a volume from ``xml`` in ``pool`` (libvirt makes the file on its host); its path."""
         vol = self._call(self._pool(pool).createXML, xml, 0, what=f"creating a volume in pool {pool}")
         return str(vol.path())
 
-    def delete_volume(self, pool: str, name: str) -> bool:
-        """Delete volume ``name`` of ``pool``; False when there is none."""
+    def delete_volume(self, pool: str, name: str) -> str | None:
+        """Delete volume ``name`` of ``pool``; its path, or None when there is none."""
         p = self._pool(pool)
         with suppress(libvirt.libvirtError):
             p.refresh(0)
-        try:
-            vol = p.storageVolLookupByName(name)
-        except libvirt.libvirtError:
-            return False
+        if (vol := self._volume_in(p, pool, name)) is None:
+            return None
+        path = str(vol.path())
         self._call(vol.delete, 0, what=f"deleting volume {name} of pool {pool}")
-        return True
+        return path
 
     def resize_volume(self, path: str, size_bytes: int) -> None:
         """Grow the volume at ``path`` (of any pool) to ``size_bytes``; its VM is not running."""

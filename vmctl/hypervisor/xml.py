@@ -22,6 +22,7 @@ def storage_pool_xml(name: str, path: str) -> str:
 def volume_xml(spec: VolumeSpec) -> str:
     return render("volume.xml.j2", v=spec)
 
+
 def snapshot_xml(name: str, *, memory: bool, disks: list[tuple[str, str]], description: str = "") -> str:
     """An internal snapshot: ``disks`` is each disk's target and ``internal`` or ``no``; with
     ``memory``, the running VM's memory and device state too."""

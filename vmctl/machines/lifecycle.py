@@ -37,7 +37,7 @@ from ..model.ports import overlapping, parse_all
 from ..model.profiles import profile
 from ..model.record import PHASES, Record
 from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
-from ..model.uri import JumpHost, is_remote
+from ..model.uri import is_remote
 from . import forwarder
 from .machine import FILE_SUFFIXES, Machine
 from .shares import shares_for
@@ -91,7 +91,7 @@ def check_against_host(host: Host, spec: MachineSpec) -> None:
         if spec.mounts or spec.ports:
             raise ConfigError(f"{'shared folders' if spec.mounts else 'published ports'} need the hypervisor "
                               f"on this machine, not {host.uri}", hint="drop them, or run vmctl on that host")
-        JumpHost.from_uri(host.uri)  # a URI vmctl cannot reach guests through is refused now, not after a boot
+        _ = host.jump  # a URI vmctl cannot reach guests through is refused now, not after a boot
 
 
 def up(

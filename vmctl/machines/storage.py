@@ -85,21 +85,16 @@ class Storage:
     def remove(self, name: str) -> list[str]:
         """Delete VM ``name``'s volumes (and its serial log: a file of the pool); the paths
         of those there were."""
-        removed = []
         names = (f"{name}.qcow2", f"{name}.seed.iso", f"{name}.serial.log")
-        for volume in (self.hv.volume(MACHINES_POOL, v) for v in names):
-            if volume is not None and self.hv.delete_volume(MACHINES_POOL, volume.name):
-                removed.append(volume.path)
-        return removed
+        return [path for v in names if (path := self.hv.delete_volume(MACHINES_POOL, v))]
 
     def remove_uploads(self, names: list[str]) -> list[str]:
         """Delete the uploaded image files called ``names`` (and their marks); their paths."""
         removed = []
         for name in names:
-            if (volume := self.hv.volume(IMAGES_POOL, name)) is not None:
-                self.hv.delete_volume(IMAGES_POOL, name + VERIFIED)
-                self.hv.delete_volume(IMAGES_POOL, name)
-                removed.append(volume.path)
+            self.hv.delete_volume(IMAGES_POOL, name + VERIFIED)  # the mark first: never one without its file
+            if path := self.hv.delete_volume(IMAGES_POOL, name):
+                removed.append(path)
         return removed
 
     def _ensure(self, local: Path, sha256: str | None = None) -> Volume:
