@@ -13,8 +13,10 @@ from .hypervisor import accel as _accel
 from .hypervisor.driver import Hypervisor
 from .hypervisor.runtime import Runtime, resolve_uri
 from .images.catalog import Cache
+from .machines.host import Host
 from .machines.storage import IMAGES_POOL, MACHINES_POOL
 from .model.spec import DEFAULT_NETWORK
+from .model.uri import is_remote
 
 MIN_FREE_GIB = 5
 
@@ -110,9 +112,60 @@ def _probe(report: Report, reprobe: bool) -> str:
     return f"using {verdict.accel} ({seen})"
 
 
+def _remote(report: Report, uri: str, reprobe: bool, progress: Progress) -> Report:
+    """The checks of :func:`diagnose`, run on the remote host ``uri``: its sshd (the host key
+    checked), its QEMU, its libvirt, network and pools, the space in its pool, and its
+    accelerator, found by booting its own kernel there."""
+    report.uri = uri
+    try:
+        host = Host(uri)
+    except VmctlError as e:
+        report.checks.append(Check("libvirt", False, e.message, e.hint))
+        return report
+    with host:
+        jump = host.jump
+        assert jump is not None  # a remote URI
+        _check(report, "ssh", lambda: f"{jump.host.user}@{jump.host.known_hosts_id}: host key matches "
+               + host.command(["uname", "-sr"], what="running a command").strip())
+        progress.phase("checking QEMU, libvirt, network and storage there")
+        _check(report, "qemu", lambda: host.command(
+            ["sh", "-c", f"command -v qemu-img >/dev/null && {_accel.QEMU} --version | head -n 1"],
+            what="finding qemu-system-x86_64 and qemu-img", timeout=30).strip())
+        _check(report, "libvirt", lambda: _describe(host.hv))
+        _check(report, "network", lambda: _network(host.hv))
+        _check(report, "storage pool", lambda: _remote_pools(host.hv))
+        progress.phase("probing the accelerator there: booting its kernel under kvm, then tcg")
+        _check(report, "accelerator", lambda: _remote_probe(report, host, reprobe))
+    return report
+
+
+def _remote_pools(hv: Hypervisor) -> str:
+    found = []
+    for name in (MACHINES_POOL, IMAGES_POOL):
+        free = hv.storage_pool_free(name)
+        if free is None:
+            found.append(f"{name}: not defined yet ('vmctl up' defines it)")
+        elif free < MIN_FREE_GIB << 30:
+            raise VmctlError(f"only {free / 2**30:.1f} GiB free in storage pool {name} on {hv.uri}",
+                             hint="free disk space there")
+        else:
+            found.append(f"{name}: {hv.storage_pool_path(name)}, {free / 2**30:.0f} GiB free")
+    return ", ".join(found)
+
+
+def _remote_probe(report: Report, host: Host, reprobe: bool) -> str:
+    verdict = host.remote_verdict(reprobe)
+    report.accel = verdict.accel
+    report.probes = [asdict(p) for p in verdict.probes]
+    seen = "; ".join(f"{p.accel}: {'boots' if p.ok else 'fails'} ({p.seconds}s, {p.seen})" for p in verdict.probes)
+    return f"using {verdict.accel} ({seen})"
+
+
 def diagnose(uri: str | None = None, reprobe: bool = False, progress: Progress = NoProgress()) -> Report:
-    """Run every check; never raises for a failed check."""
+    """Run every check, on this machine or on the remote host ``uri``; never raises for a failed check."""
     report = Report()
+    if uri and is_remote(uri):
+        return _remote(report, uri, reprobe, progress)
     progress.phase("checking QEMU")
     _check(report, "qemu", _binaries)
     progress.phase("checking libvirt, network and storage")

@@ -14,6 +14,10 @@
       swarm:
         size: 2
         managers: 1
+      wide:                                  # over two hypervisors, twice as many nodes on b
+        size: 3
+        hosts: [local, "qemu+ssh://root@host-b/system=2"]
+        range: 10.77.0.0/16                  # a /24 of it per host (the default range)
 
 ``apply`` creates what is missing, leaves what matches, and reports what
 differs; ``destroy`` removes all the plan declares. Applying twice changes nothing.
@@ -34,7 +38,7 @@ from .guest.keys import read_public_key
 from .machines.host import Host
 from .model.mounts import SYNTAX, Mount
 from .model.spec import MachineSpec
-from .swarm.pool import Pool, PoolSpec, members
+from .swarm.pool import Pool, PoolSpec
 
 VM_KEYS: dict[str, tuple[type, str]] = {
     "image": (str, "image"), "cpus": (int, "cpus"), "memory": (int, "memory_mib"), "disk": (int, "disk_gib"),
@@ -44,7 +48,7 @@ VM_KEYS: dict[str, tuple[type, str]] = {
 }
 POOL_KEYS: dict[str, tuple[type, str]] = {
     "size": (int, "size"), "managers": (int, "managers"), "image": (str, "image"),
-    "cpus": (int, "cpus"), "memory": (int, "memory_mib"),
+    "cpus": (int, "cpus"), "memory": (int, "memory_mib"), "hosts": (list, "hosts"), "range": (str, "cidr"),
 }
 
 
@@ -175,12 +179,11 @@ def _apply_vm(spec: MachineSpec, uri: str | None, progress: Progress) -> Outcome
 
 
 def _apply_pool(spec: PoolSpec, uri: str | None, progress: Progress) -> Outcome:
-    with Host(uri) as host:
-        count = len(members(host, spec.name))
+    pool = Pool(uri, spec.name, progress)
     try:
+        count = len(pool.names())
         if count > spec.size:
             return Outcome("pool", spec.name, "differs", f"size: {spec.size} -> {count} nodes")
-        pool = Pool(uri, spec.name, progress)
         if count == spec.size and all(n["reachable"] for n in pool.status().nodes):
             return Outcome("pool", spec.name, "unchanged")
         pool.up(spec)

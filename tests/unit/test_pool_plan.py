@@ -44,11 +44,14 @@ def test_a_good_plan(tmp_path: Path) -> None:
     plan.write_text("vms:\n  a:\n    cpus: 1\n    docker: true\n    user_data: {packages: [htop]}\n"
                     "    ports: ['8080:80', 5353:53/udp]\n"
                     "  quick:\n    profile: fast\n"
-                    "pools:\n  p:\n    size: 3\n    managers: 1\n")
+                    "pools:\n  p:\n    size: 3\n    managers: 1\n"
+                    "  wide:\n    hosts: [local, 'qemu+ssh://root@b/system=2']\n    range: 10.88.0.0/16\n")
     loaded = load(plan)
     assert loaded.vms[0].name == "a" and loaded.vms[0].docker and "htop" in loaded.vms[0].user_data
     assert loaded.vms[0].profile == "" and loaded.vms[1].profile == "fast" and loaded.vms[1].boot == "kernel"
-    assert loaded.pools[0].size == 3
+    assert loaded.pools[0].size == 3 and loaded.pools[0].hosts == ()
+    assert [str(h) for h in loaded.pools[1].hosts] == ["local=1", "qemu+ssh://root@b/system=2"]
+    assert loaded.pools[1].cidr == "10.88.0.0/16"
     assert loaded.vms[0].ports == ("127.0.0.1:5353:53/udp", "127.0.0.1:8080:80/tcp") and loaded.vms[1].ports == ()
 
 
@@ -64,6 +67,9 @@ def test_a_good_plan(tmp_path: Path) -> None:
         ("vms:\n  web:\n    ports: ['99999:80']\n", "vms.web: invalid port '99999:80'"),
         ("vms:\n  web:\n    ports: [2222:22]\n", "vms.web.ports: 133342 is not a string: quote each port"),
         ("pools: [a]\n", "pools: expected a mapping"),
+        ("pools:\n  p:\n    hosts: [local, 'qemu+ssh://b/system=0']\n", "pools.p: invalid weight 0 for host"),
+        ("pools:\n  p:\n    hosts: local\n", "pools.p.hosts: expected list, got 'local'"),
+        ("pools:\n  p:\n    hosts: [local]\n    range: 10.0.0.0/25\n", "pools.p: pool range 10.0.0.0/25 has no"),
         ("{}\n", "declares no vms and no pools"),
         ("- a\n", "expected a mapping with 'vms'"),
     ],

@@ -51,6 +51,8 @@ DOMAINS = {
 NETWORKS = {
     "network-isolated": NetworkSpec(),
     "network-nat": NetworkSpec(name="vmctl-nat", bridge="vmctlnat0", cidr="10.77.0.0/24", mode="nat"),
+    # a pool's network on one of its hosts: routed by the host, no firewall rules from libvirt
+    "network-open": NetworkSpec(name="pool-wide", bridge="vp0123456789", cidr="10.77.1.0/24", mode="open"),
 }
 
 VOLUMES = {

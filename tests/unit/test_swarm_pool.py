@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from vmctl._core.locks import file_lock
-from vmctl.errors import ConfigError, NoSuchMachine
+from vmctl.errors import ConfigError, HypervisorError, NoSuchMachine
 from vmctl.model.spec import MachineSpec
-from vmctl.swarm import ops
+from vmctl.swarm import network, ops
 from vmctl.swarm import pool as pool_module
 from vmctl.swarm.pool import Pool, PoolSpec, lock_path, members
 
@@ -121,7 +121,8 @@ def world(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     """A fake host for vmctl.swarm.pool, with Swarm answered by fakes that record what they did."""
     found = World()
     monkeypatch.setattr(pool_module, "Host", lambda uri=None: FakeHost(found))
-    monkeypatch.setattr(pool_module, "docker_image", lambda image: image)
+    monkeypatch.setattr(pool_module, "docker_image", lambda image, cache=None: image)
+    monkeypatch.setattr(pool_module, "Cache", lambda: {"debian-12": "cached"})
     monkeypatch.setattr(pool_module, "install", lambda m, live_restore: found.event(f"docker on {m.name}"))
     swarm: dict[str, str] = {}
 
@@ -283,3 +284,87 @@ def test_every_pool_entry_point_checks_the_name_first(no_host: None, name: str) 
     for entry in entry_points:
         with pytest.raises(ConfigError, match="invalid pool name"):
             entry()
+
+
+# a pool over two hosts ------------------------------------------------------------------------
+
+HOST_B = "qemu+ssh://root@host-b/system"
+
+
+@pytest.fixture
+def two_hosts(world: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, World]:
+    """Two fake hosts: the local one (``world``) and host-b; a host named in ``down`` does not
+    answer. The network steps are recorded, not run."""
+    worlds = {"local": world, HOST_B: World()}
+    down: set[str] = set()
+
+    def open_host(uri: str | None = None) -> FakeHost:
+        key = uri or "local"
+        if key in down:
+            raise HypervisorError(f"cannot connect to libvirt at {key}: ssh: connect refused")
+        return FakeHost(worlds[key])
+
+    monkeypatch.setattr(pool_module, "Host", open_host)
+    monkeypatch.setattr(network, "survey", lambda host: network.Survey({}, ()))
+    monkeypatch.setattr(network, "plan", lambda *a: network.NetworkPlan({}, []))
+    monkeypatch.setattr(network, "prepare", lambda pool, hosts, plan: world.event(f"network on {len(hosts)} hosts"))
+    in_swarm = ops.nodes  # the world fixture's fake, which sees only the local host's VMs
+
+    def nodes(manager: FakeVM) -> list[ops.Node]:
+        every = {**worlds["local"].vms, **worlds[HOST_B].vms}
+        saved, world.vms = world.vms, every
+        try:
+            return in_swarm(manager)  # type: ignore[arg-type]
+        finally:
+            world.vms = saved
+
+    monkeypatch.setattr(ops, "nodes", nodes)
+    monkeypatch.setattr(ops, "wait_ready", lambda m, names: nodes(m))
+    labels: dict[str, dict[str, str]] = {}
+    monkeypatch.setattr(ops, "label", lambda m, node_id, new: labels.__setitem__(node_id, new))
+    world.labels = labels  # type: ignore[attr-defined]
+    world.down = down  # type: ignore[attr-defined]
+    return worlds
+
+
+def _spread(size: int = 3) -> PoolSpec:
+    return PoolSpec("web", size, hosts=("local", HOST_B))  # type: ignore[arg-type]
+
+
+def test_nodes_are_placed_by_weight_and_labelled_with_their_host(two_hosts: dict[str, World]) -> None:
+    status = Pool(None, "web").up(_spread())
+    local, b = two_hosts["local"], two_hosts[HOST_B]
+    assert sorted(local.vms) == ["web-1", "web-3"] and sorted(b.vms) == ["web-2"]
+    assert b.vms["web-2"].spec.hypervisor == HOST_B and b.vms["web-2"].spec.network == "pool-web"
+    assert [(n["name"], n["host"]) for n in status.nodes] == [("web-1", "local"), ("web-2", "host-b"),
+                                                              ("web-3", "local")]
+    assert local.labels["web-2"] == {"vmctl.pool": "web", "vmctl.vm": "web-2",  # type: ignore[attr-defined]
+                                     "vmctl.host": "host-b"}
+    assert local.events[0] == "network on 2 hosts"  # before any node is made
+
+
+def test_a_host_that_does_not_answer_stops_up_before_anything_is_made(two_hosts: dict[str, World]) -> None:
+    two_hosts["local"].down.add(HOST_B)  # type: ignore[attr-defined]
+    with pytest.raises(HypervisorError, match="pool web: host host-b is unreachable: cannot connect"):
+        Pool(None, "web").up(_spread())
+    assert two_hosts["local"].events == [] and two_hosts["local"].vms == {} == two_hosts[HOST_B].vms
+
+
+def test_status_names_the_host_that_does_not_answer_and_its_nodes_as_the_swarm_sees_them(
+    two_hosts: dict[str, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Pool(None, "web").up(_spread())
+    two_hosts["local"].down.add(HOST_B)  # type: ignore[attr-defined]
+    seen = ops.nodes(two_hosts["local"].vms["web-1"])  # type: ignore[arg-type]
+    gone = [ops.Node(n.id, n.hostname, n.role, n.manager_status, n.availability,
+                     "down" if n.hostname == "web-2" else n.status, n.engine,
+                     {"vmctl.pool": "web", "vmctl.host": "host-b"} if n.hostname == "web-2" else n.labels)
+            for n in seen]
+    monkeypatch.setattr(ops, "nodes", lambda manager: gone)
+    status = Pool(None, "web").status()
+    assert status.hosts == [{"host": "local", "uri": "local", "reachable": True, "error": None},
+                            {"host": "host-b", "uri": HOST_B, "reachable": False,
+                             "error": f"cannot connect to libvirt at {HOST_B}: ssh: connect refused"}]
+    web2 = next(n for n in status.nodes if n["name"] == "web-2")
+    assert (web2["host"], web2["vm_state"], web2["status"]) == ("host-b", "unknown", "down")
+    assert [n["name"] for n in status.nodes] == ["web-1", "web-2", "web-3"]

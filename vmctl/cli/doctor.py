@@ -17,12 +17,15 @@ def doctor(ctx: click.Context, as_json: bool, reprobe: bool) -> None:
     """Check QEMU, libvirt, network, storage, and which accelerator really works.
 
     KVM is judged by booting a kernel for a few seconds and reading its serial
-    console, not by /dev/kvm existing. The verdict is cached.
+    console, not by /dev/kvm existing. The verdict is cached. With --connect
+    qemu+ssh://..., every check runs on that host: its sshd (host key checked),
+    its QEMU, libvirt, network and storage pools, and the probe boots there.
 
     \b
     Examples:
       vmctl doctor
       vmctl doctor --json | jq -r .accel
+      vmctl --connect qemu+ssh://root@host-b/system doctor
     """
     from ..doctor import diagnose
 

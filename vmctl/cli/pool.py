@@ -22,9 +22,13 @@ def _pool(ctx: click.Context, name: str, progress: Progress | None = None) -> Po
 
 def _print_status(status: dict[str, Any]) -> None:
     click.echo(f"pool {status['name']}: {status['size']} node(s)")
-    click.echo(f"  {'NODE':<20} {'VM':<9} {'IP':<16} {'ROLE':<8} {'MANAGER':<10} {'AVAIL':<7} {'STATUS':<8} ENGINE")
+    for h in status["hosts"]:
+        if not h["reachable"]:
+            click.echo(f"  host {h['host']} is unreachable: {h['error']}")
+    click.echo(f"  {'NODE':<20} {'HOST':<16} {'VM':<9} {'IP':<16} {'ROLE':<8} {'MANAGER':<10} {'AVAIL':<7} "
+               f"{'STATUS':<8} ENGINE")
     for n in status["nodes"]:
-        click.echo(f"  {n['name']:<20} {n['vm_state']:<9} {n['ip'] or '-':<16} {n['role'] or '-':<8} "
+        click.echo(f"  {n['name']:<20} {n['host']:<16} {n['vm_state']:<9} {n['ip'] or '-':<16} {n['role'] or '-':<8} "
                    f"{n['manager_status'] or '-':<10} {n['availability'] or '-':<7} {n['status']:<8} "
                    f"{n['engine'] or '-'}")
 
@@ -40,6 +44,7 @@ def pool_group() -> None:
       eval "$(vmctl pool env swarm)" && docker node ls
       vmctl pool scale swarm --size 2
       vmctl pool down swarm
+      vmctl pool up wide --size 3 --hosts local,qemu+ssh://root@host-b/system=2
     """
 
 
@@ -51,21 +56,31 @@ def pool_group() -> None:
               help="Base image; IMAGE-docker is used instead when such a baked image exists.")
 @click.option("--cpus", type=int, default=2, show_default=True)
 @click.option("--memory", type=int, default=1024, show_default=True, help="MiB per node.")
+@click.option("--hosts", "hosts", multiple=True, metavar="URI[=WEIGHT],...",
+              help="Spread the nodes over these hypervisors, by weight (default 1); 'local' is the one "
+              "--connect names. Each gets a /24 of --range, and routes to the others'.")
+@click.option("--range", "cidr", default="", metavar="CIDR",
+              help="The network range of a pool over --hosts.  [default: 10.77.0.0/16]")
 @click.option("--json", "as_json", is_flag=True, help="Print the pool status as JSON.")
 @click.pass_context
 def up(ctx: click.Context, name: str, size: int, managers: int, image: str, cpus: int, memory: int,
-       as_json: bool) -> None:
+       hosts: tuple[str, ...], cidr: str, as_json: bool) -> None:
     """Create a pool (in parallel), init Swarm on the first manager, join and label the rest.
 
-    Re-running converges: existing nodes are kept, missing ones made and joined.
+    Re-running converges: existing nodes are kept, missing ones made and joined. With
+    --hosts, nodes are placed by weight (managers spread first), each host gets its own
+    network with a /24 of --range, and each host a route to the others' (over the
+    network the hosts share); nodes are labelled vmctl.host.
 
     \b
-    Example:
+    Examples:
       vmctl pool up swarm --size 2
+      vmctl pool up wide --size 3 --managers 3 \\
+          --hosts local,qemu+ssh://root@host-b/system,qemu+ssh://root@host-c/system
     """
     from ..swarm.pool import PoolSpec
 
-    spec = PoolSpec(name, size, managers, image, cpus, memory)
+    spec = PoolSpec(name, size, managers, image, cpus, memory, hosts, cidr)  # type: ignore[arg-type]
     with output.progress(as_json) as progress:
         status = _pool(ctx, name, progress).up(spec)
     output.emit_json(status.to_dict()) if as_json else _print_status(status.to_dict())
@@ -118,15 +133,11 @@ def env(ctx: click.Context, name: str) -> None:
       eval "$(vmctl pool env swarm)" && docker service ls
     """
     from ..machines import sshconfig
-    from ..machines.host import Host
 
-    pool = _pool(ctx, name)  # the name is checked before anything is opened
-    with Host(ctx.obj["connect"]) as host:
-        manager = pool.manager(host)
+    with _pool(ctx, name).reachable_manager() as manager:  # the name is checked before anything is opened
         sshconfig.write_entry(manager)
         sshconfig.ensure_include()
         click.echo(f"export DOCKER_HOST=ssh://{sshconfig.alias(manager)}")
-        manager.close()
 
 
 @pool_group.command("scale")

@@ -55,6 +55,20 @@ class Jump:
         except (paramiko.SSHException, OSError) as e:
             raise OSError(f"through {self.host.known_hosts_id}: {e}") from e
 
+    def run(self, command: str, timeout: float = 60) -> tuple[int, str, str]:
+        """Run ``command`` on the hypervisor itself: exit status, stdout and stderr."""
+        try:
+            channel = self._transport().open_session(timeout=timeout)
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            out, err = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
+            status = channel.recv_exit_status()
+            channel.close()
+        except (paramiko.SSHException, OSError) as e:
+            raise SSHError(f"running {command!r} on hypervisor {self.host.known_hosts_id} failed: {e}",
+                           hint="is the host up, and its sshd reachable from here?") from e
+        return status, out.decode(errors="replace"), err.decode(errors="replace")
+
     def _transport(self) -> paramiko.Transport:
         with self._lock:
             transport = self._client.get_transport() if self._client else None

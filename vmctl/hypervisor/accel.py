@@ -18,12 +18,16 @@ the same time, so when KVM hangs its answer is ready about as soon.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -213,4 +217,67 @@ def _probe_all(kvm_timeout: float) -> Verdict:
     tmp = verdict_file().with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
     tmp.replace(verdict_file())  # readers never see half a verdict
+    return verdict
+
+
+# a remote hypervisor ------------------------------------------------------------------------
+
+Shell = Callable[[str, float], tuple[int, str, str]]  # run a command there: exit status, stdout, stderr
+REMOTE_KVM_TIMEOUT = 12.0  # a KVM that works reaches userspace in a second or two
+REMOTE_TCG_TIMEOUT = 90.0
+
+
+def remote_probe_script(accel: str, timeout: float, kernel: str) -> str:
+    """The probe as a shell command for the remote host, its console on stdout."""
+    argv = probe_argv(accel, Path(kernel), Path("SERIAL"))
+    argv[argv.index("file:SERIAL")] = "stdio"
+    return f"exec timeout {timeout:.0f} {shlex.join(argv)}"
+
+
+def probe_remote(shell: Shell, accel: str, timeout: float, kernel: str) -> ProbeResult:
+    """Boot ``kernel`` (a path there) under ``accel`` on the remote host, for at most ``timeout`` s."""
+    started = time.monotonic()
+    rc, out, err = shell(remote_probe_script(accel, timeout, kernel), timeout + 30)
+    elapsed = time.monotonic() - started
+    if verdict := judge(accel, out, max(elapsed, BANNER_WITHIN)):
+        return verdict
+    why = "hung" if rc == 124 else f"exit {rc}"
+    return ProbeResult(accel, False, round(elapsed, 2), f"{why}: {_last_line(err) or _last_line(out) or 'no output'}")
+
+
+def remote_verdict_file(uri: str) -> Path:
+    return state_dir() / "accel" / f"{hashlib.sha256(uri.encode()).hexdigest()[:16]}.json"
+
+
+def decide_remote(uri: str, shell: Shell, kernel: Callable[[], str], reprobe: bool = False,
+                  progress: Progress = NoProgress()) -> Verdict:
+    """The accelerator of the remote host ``uri``, found by booting a kernel there (KVM first,
+    TCG when KVM does not boot it); kept per host, QEMU version and kernel there. ``kernel()``
+    gives the probe kernel's path on that host (called only when a probe runs)."""
+    rc, out, err = shell(f"{QEMU} --version | head -n 1; uname -r; test -e /dev/kvm && echo kvm", 30)
+    lines = out.splitlines()
+    if rc not in (0, 1) or len(lines) < 2:
+        raise ProbeError(f"cannot ask {uri} for its QEMU and kernel: {_last_line(err) or _last_line(out)}",
+                         hint="is qemu-system-x86 installed there?")
+    qemu, host_kernel, kvm = lines[0].strip(), lines[1].strip(), "kvm" in lines[2:]
+    path = remote_verdict_file(uri)
+    with suppress(OSError, ValueError, TypeError, KeyError):
+        raw = json.loads(path.read_text())
+        raw["probes"] = [ProbeResult(**p) for p in raw["probes"]]
+        cached = Verdict(**raw)
+        if not reprobe and (cached.qemu, cached.host_kernel) == (qemu, host_kernel):
+            return cached
+    progress.phase(f"probing the accelerator of {uri} (booting its kernel there)")
+    there = kernel()
+    probes = [probe_remote(shell, "kvm", REMOTE_KVM_TIMEOUT, there)] if kvm else []
+    if not any(p.ok for p in probes):
+        probes.append(probe_remote(shell, "tcg", REMOTE_TCG_TIMEOUT, there))
+    working = [p for p in probes if p.ok]
+    if not working:
+        raise ProbeError(f"no accelerator booted the probe kernel on {uri}: {probes[-1].seen}")
+    verdict = Verdict(working[0].accel, qemu, host_kernel, time.time(), probes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
+    tmp.replace(path)
     return verdict

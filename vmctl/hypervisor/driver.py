@@ -210,6 +210,15 @@ def _active(dom: libvirt.virDomain) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class NetworkInfo:
+    """A libvirt network as :meth:`Hypervisor.networks` finds it."""
+
+    name: str
+    bridge: str
+    cidrs: tuple[str, ...]  # its IPv4 addresses, as ADDRESS/PREFIX (or ADDRESS/NETMASK)
+
+
 def _message(e: libvirt.libvirtError) -> str:
     return (e.get_error_message() or str(e)).strip()
 
@@ -274,6 +283,17 @@ class Hypervisor:
             net.setAutostart(1)
         return created
 
+    def remove_network(self, name: str) -> bool:
+        """Stop and undefine network ``name``; False if there is none."""
+        try:
+            net = self.conn.networkLookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        if net.isActive():
+            self._call(net.destroy, what=f"stopping network {name}")
+        self._call(net.undefine, what=f"removing network {name}")
+        return True
+
     def network_active(self, name: str) -> bool:
         try:
             return bool(self.conn.networkLookupByName(name).isActive())
@@ -309,6 +329,14 @@ class Hypervisor:
         except libvirt.libvirtError:
             return None
         return ET.fromstring(pool.XMLDesc()).findtext("target/path")
+
+    def storage_pool_free(self, name: str) -> int | None:
+        """Bytes free where storage pool ``name`` keeps its volumes; None if there is no such pool."""
+        try:
+            pool = self.conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+        return int(self._call(pool.info, what=f"reading storage pool {name}")[3])
 
     def _pool(self, name: str) -> libvirt.virStoragePool:
         try:
@@ -558,6 +586,20 @@ class Hypervisor:
             return str(self._domain(name).metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace))
         except libvirt.libvirtError:
             return None
+
+    def networks(self) -> list[NetworkInfo]:
+        """Every network of the host (active or not): its bridge and IPv4 subnets."""
+        found = []
+        for net in self._call(self.conn.listAllNetworks, 0, what="listing networks"):
+            root = ET.fromstring(self._call(net.XMLDesc, 0, what=f"reading network {net.name()}"))
+            bridge = root.find("bridge")
+            cidrs = []
+            for ip in root.findall("ip"):
+                if ip.get("family", "ipv4") == "ipv4" and (address := ip.get("address")):
+                    mask = ip.get("prefix") or ip.get("netmask") or "24"
+                    cidrs.append(f"{address}/{mask}")
+            found.append(NetworkInfo(net.name(), bridge.get("name", "") if bridge is not None else "", tuple(cidrs)))
+        return found
 
     def network_bridge(self, name: str) -> str | None:
         """The host bridge network ``name`` runs on, or None if there is no such network."""

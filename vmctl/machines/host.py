@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from .._core.progress import NoProgress, Progress
 from ..errors import HypervisorError, NoSuchMachine, NotManaged, VmctlError
 from ..guest.keys import client_key
 from ..guest.ssh import Jump
+from ..hypervisor import accel
 from ..hypervisor.driver import EventStream, Hypervisor
 from ..hypervisor.runtime import Runtime, resolve_uri
 from ..hypervisor.xml import network_xml
@@ -66,6 +68,35 @@ class Host:
         if self._jump is None and is_remote(self.uri):
             self._jump = Jump(JumpHost.from_uri(self.uri))
         return self._jump
+
+    def command(self, argv: builtins.list[str], what: str, timeout: float = 60) -> str:
+        """Run ``argv`` on the hypervisor host (as root): in vmctl's runtime's network namespace,
+        on this machine, or over the remote host's sshd; its output. A failure is a
+        :class:`HypervisorError` naming ``what`` and the host."""
+        if self.jump is not None:
+            rc, out, err = self.jump.run(shlex.join(argv), timeout)
+            if rc != 0:
+                raise HypervisorError(f"{what} on {self.uri} failed (exit {rc}): {err.strip() or out.strip()}",
+                                      hint=f"run it there by hand to see why: {shlex.join(argv)}")
+            return out
+        if is_remote(self.uri):
+            raise HypervisorError(f"{what}: vmctl runs commands on a remote host only over qemu+ssh://, "
+                                  f"not {self.uri}", hint=f"run it there yourself: {shlex.join(argv)}")
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return run([*prefix, *argv], what=what, timeout=timeout).stdout
+
+    def accelerator(self, progress: Progress = NoProgress()) -> str:
+        """``kvm`` or ``tcg`` for this host's VMs: found by booting a kernel, here or on the
+        remote host itself (:func:`vmctl.hypervisor.accel.decide_remote`), and kept."""
+        if self.jump is None:
+            return accel.accelerator(progress)
+        return self.remote_verdict(progress=progress).accel
+
+    def remote_verdict(self, reprobe: bool = False, progress: Progress = NoProgress()) -> accel.Verdict:
+        """The remote host's accelerator verdict (a probe kernel uploaded there if it runs)."""
+        assert self.jump is not None, "only a remote host"
+        return accel.decide_remote(self.uri, self.jump.run, Storage(self.hv, progress).probe_kernel, reprobe,
+                                   progress)
 
     @property
     def client_key(self) -> Path:

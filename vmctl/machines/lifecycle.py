@@ -26,7 +26,6 @@ from ..errors import CloudInitError, ConfigError, GuestSetupError, ImageError, P
 from ..guest.cloudinit import MOUNT_KEYS, cloud_init_errors, parse_user_data, seed_data
 from ..guest.keys import generate
 from ..guest.seed import seed_iso
-from ..hypervisor.accel import accelerator
 from ..hypervisor.console import read, tail
 from ..hypervisor.disks import backing_file, copy_disk, grow_root_partition
 from ..hypervisor.xml import domain_xml
@@ -123,7 +122,7 @@ def up(
     private_machines_dir()
     with file_lock(host.file(spec.name, "lock"), what=f"VM {spec.name}", progress=progress):
         def make_run(wanted: MachineSpec, machine: Machine | None = None) -> _Run:
-            accel = machine.record.accel if machine else accelerator(progress)
+            accel = machine.record.accel if machine else host.accelerator(progress)
             return _Run(host, wanted, progress, accel, timeouts or Timeouts.for_accel(accel), timeline or Timeline(),
                         shares, machine)
 

@@ -19,6 +19,7 @@ from .._core.locks import file_lock
 from .._core.paths import machines_dir, state_dir
 from .._core.progress import NoProgress, Progress
 from ..errors import ImageError
+from ..hypervisor.accel import find_kernel
 from ..hypervisor.driver import Hypervisor, Volume
 from ..hypervisor.xml import storage_pool_xml, volume_xml
 from ..images.catalog import CachedImage
@@ -60,6 +61,12 @@ class Storage:
         kernel, initrd, lean = (self._ensure(Path(p)).path if p else None
                                 for p in (image.kernel, image.initrd, image.lean_initrd))
         return replace(image, path=disk.path, kernel=kernel, initrd=initrd, lean_initrd=lean), disk
+
+    def probe_kernel(self) -> str:
+        """The accelerator probe's kernel (:func:`~vmctl.hypervisor.accel.find_kernel`) on the
+        hypervisor: its path there, uploaded and verified first where it lacks it."""
+        prepare_pools(self.hv)
+        return self._ensure(find_kernel()).path
 
     def overlay(self, name: str, base: Volume, size_gib: int | None) -> str:
         """A new qcow2 overlay ``NAME.qcow2`` on ``base`` (mode 0600), at least as large as it."""

@@ -20,7 +20,7 @@ from .profiles import profile
 NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 BootMode = Literal["disk", "kernel"]
 Accel = Literal["kvm", "tcg"]
-NetMode = Literal["isolated", "nat"]
+NetMode = Literal["isolated", "nat", "open"]
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -46,7 +46,8 @@ def check_range(value: int, low: int, high: int, what: str) -> int:
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """A libvirt network with DHCP: ``isolated`` (no forward) or ``nat``."""
+    """A libvirt network with DHCP: ``isolated`` (no forward), ``nat``, or ``open`` (routed
+    by the host, with no firewall rules from libvirt: a pool's network across hosts)."""
 
     name: str = "vmctl"
     bridge: str = "vmctlbr0"
@@ -203,6 +204,11 @@ class MachineSpec:
     user_data: str = ""  # extra cloud-config, YAML text, merged into vmctl's
     docker: bool = False
     pool: str = ""  # the Swarm pool this VM belongs to, if any
+    # a node of a pool over several hosts: the host it was placed on (``local`` or a libvirt URI,
+    # as the pool names it), the pool's hosts (``URI=WEIGHT``, in order) and its network range
+    hypervisor: str = ""
+    pool_hosts: tuple[str, ...] = ()
+    pool_range: str = ""
     # boot profile: stock, or fast (which boots the kernel directly); "" until settled by
     # ``settled`` (a new VM: fast where the image can boot it) or ``like`` (an existing one's)
     profile: str = ""

@@ -13,9 +13,9 @@ while it joins). A VM named like a node but not made for the pool is never adopt
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -24,15 +24,17 @@ from .._core.locks import file_lock
 from .._core.paths import machines_dir
 from .._core.progress import Labelled, NoProgress, Progress, Serialized
 from ..engine.install import install
-from ..errors import ConfigError, NoAddress, PoolError, VmctlError
+from ..errors import ConfigError, HypervisorError, NoAddress, PoolError, VmctlError
 from ..images.catalog import Cache
 from ..machines.host import Host
 from ..machines.machine import Machine
+from ..model.placement import DEFAULT_RANGE, LOCAL, PoolHost, check_pool_range, host_subnets, label, parse_hosts, place
 from ..model.spec import MachineSpec, check_name, check_range
+from . import network
 from . import ops as swarm
 
 T = TypeVar("T")
-LABEL_POOL, LABEL_VM = "vmctl.pool", "vmctl.vm"
+LABEL_POOL, LABEL_VM, LABEL_HOST = "vmctl.pool", "vmctl.vm", "vmctl.host"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class PoolSpec:
     image: str = "debian-12"
     cpus: int = 2
     memory_mib: int = 1024
+    # several hypervisors (URI[=WEIGHT] strings are parsed); none: the one vmctl connects to
+    hosts: tuple[PoolHost, ...] = ()
+    cidr: str = ""  # the network range of a pool over hosts (DEFAULT_RANGE when hosts are given)
 
     def __post_init__(self) -> None:
         check_name(self.name, "pool name")
@@ -52,11 +57,32 @@ class PoolSpec:
         check_range(self.managers, 1, 7, "managers")
         if self.managers > self.size:
             raise ConfigError(f"managers ({self.managers}) cannot exceed the pool size ({self.size})")
+        hosts = parse_hosts([str(h) for h in self.hosts])  # (a plan file's strings, or PoolHosts)
+        object.__setattr__(self, "hosts", hosts)
+        if self.cidr and not hosts:
+            raise ConfigError("a network range is for a pool over several hosts", hint="give --hosts too, or drop it")
+        if hosts:
+            object.__setattr__(self, "cidr", str(check_pool_range(self.cidr or DEFAULT_RANGE, len(hosts))))
 
-    def node(self, index: int) -> MachineSpec:
-        """A node: a Docker host (so it gets a forwarded Docker socket) that belongs to the pool."""
+    @property
+    def where(self) -> list[str]:
+        """The hosts, as its nodes' records name them: ``[""]`` for a pool on one host."""
+        return [h.uri for h in self.hosts] or [""]
+
+    def node(self, index: int, where: str = "") -> MachineSpec:
+        """A node: a Docker host (so it gets a forwarded Docker socket) that belongs to the pool;
+        on a pool over hosts, placed on ``where``, on the pool's network there."""
+        spread = {} if not self.hosts else {
+            "hypervisor": where, "pool_hosts": tuple(map(str, self.hosts)), "pool_range": self.cidr,
+            "network": network.network_name(self.name)}
         return MachineSpec(f"{self.name}-{index}", image=self.image, cpus=self.cpus,
-                           memory_mib=self.memory_mib, pool=self.name, docker=True)
+                           memory_mib=self.memory_mib, pool=self.name, docker=True, **spread)  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls, node: MachineSpec, size: int, managers: int) -> PoolSpec:
+        """The spec of the pool ``node`` was made for, at ``size`` and ``managers``."""
+        return cls(node.pool, size, min(managers, size), node.image, node.cpus, node.memory_mib,
+                   tuple(PoolHost.parse(h) for h in node.pool_hosts), node.pool_range)
 
 
 @dataclass
@@ -64,8 +90,10 @@ class PoolStatus:
     name: str
     nodes: list[dict[str, object]] = field(default_factory=list)
 
+    hosts: list[dict[str, object]] = field(default_factory=list)
+
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "size": len(self.nodes), "nodes": self.nodes}
+        return {"name": self.name, "size": len(self.nodes), "nodes": self.nodes, "hosts": self.hosts}
 
 
 def docker_image(image: str, cache: Cache | None = None) -> str:
@@ -112,7 +140,10 @@ def _check(pool: str, action: str, results: dict[str, object]) -> None:
 
 
 class Pool:
-    """A pool on one host. Nodes are ``NAME-1``, ``NAME-2``...; the first ``managers`` are managers."""
+    """A pool: nodes ``NAME-1``, ``NAME-2``...; the first ``managers`` are managers. On one
+    host (the one vmctl connects to), or over several (:attr:`PoolSpec.hosts`), where each
+    node's record names its host and the pool's hosts, so every command after ``up``
+    finds them from the nodes on the host vmctl connects to."""
 
     def __init__(self, uri: str | None, name: str, progress: Progress = NoProgress()) -> None:
         # nodes are made in parallel threads, each reporting here
@@ -123,9 +154,50 @@ class Pool:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the pool's lock: one ``up``, ``scale`` or ``down`` of it at a time, on this host."""
+        """Hold the pool's lock: one ``up``, ``scale`` or ``down`` of it at a time, on this client."""
         with file_lock(lock_path(self.name), what=f"pool {self.name}", progress=self.progress):
             yield
+
+    # hosts ------------------------------------------------------------------
+
+    def _uri(self, where: str) -> str | None:
+        """The URI to connect to for a host as the pool names it (``local``: vmctl's own)."""
+        return self.uri if where in ("", LOCAL) else where
+
+    @contextmanager
+    def _open(self, wheres: Iterable[str]) -> Iterator[tuple[dict[str, Host], dict[str, str]]]:
+        """Each host open; those that cannot be reached map to why."""
+        with ExitStack() as stack:
+            hosts, down = {}, {}
+            for where in dict.fromkeys(wheres):
+                try:
+                    hosts[where] = stack.enter_context(Host(self._uri(where)))
+                except VmctlError as e:
+                    down[where] = e.message
+            yield hosts, down
+
+    def _where(self) -> list[str]:
+        """The existing pool's hosts, from its nodes' records on the host vmctl connects to."""
+        with Host(self.uri) as host:
+            for node in members(host, self.name):
+                if node.spec.pool_hosts:
+                    return [PoolHost.parse(h).uri for h in node.spec.pool_hosts]
+        return [""]
+
+    def _members(self, hosts: dict[str, Host]) -> list[Machine]:
+        """The pool's VMs on ``hosts``, by node index (on a host listed twice, under two
+        names, each node counts once: where its record says it was placed)."""
+        found = [m for where, host in hosts.items() for m in members(host, self.name)
+                 if m.spec.hypervisor == where or where == ""]
+        return sorted(found, key=lambda m: index_of(m.name, self.name))
+
+    def _reachable(self, wheres: list[str], down: dict[str, str]) -> None:
+        if down:
+            where, why = next(iter(down.items()))
+            raise HypervisorError(f"pool {self.name}: host {label(where)} is unreachable: {why}",
+                                  hint="start it (or its libvirtd and sshd), then run this again")
+
+    # nodes ------------------------------------------------------------------
 
     def _node(self, host: Host, name: str) -> Machine:
         """The existing VM ``name``, refused unless it was made as a node of this pool."""
@@ -137,16 +209,9 @@ class Pool:
             )
         return machine
 
-    def _refuse_strangers(self, wanted: list[MachineSpec]) -> None:
-        """Before anything is touched: every existing VM named like a wanted node is a node of the pool."""
-        with Host(self.uri) as host:
-            for spec in wanted:
-                if host.hv.exists(spec.name):
-                    self._node(host, spec.name)
-
     def _provision(self, spec: MachineSpec) -> str:
         progress = Labelled(self.progress, spec.name)
-        with Host(self.uri) as host:
+        with Host(self._uri(spec.hypervisor)) as host:
             if host.hv.exists(spec.name):  # an existing node keeps the spec it was made with
                 machine = self._node(host, spec.name)
                 if machine.missing_phases:  # a pool up or scale was interrupted while making it
@@ -155,7 +220,7 @@ class Pool:
                     self._phase(f"{spec.name}: starting")
                     machine.start()
             else:
-                self._phase(f"{spec.name}: creating")
+                self._phase(f"{spec.name}: creating" + (f" on {label(spec.hypervisor)}" if spec.hypervisor else ""))
                 machine = host.up(spec, progress=progress)
             self._phase(f"{spec.name}: Docker")
             install(machine, live_restore=False)  # live-restore is incompatible with swarm mode
@@ -163,36 +228,51 @@ class Pool:
             return machine.name
 
     def up(self, spec: PoolSpec) -> PoolStatus:
-        """Create what is missing (VMs, Docker, swarm membership, labels) up to ``spec.size``.
+        """Create what is missing (network, VMs, Docker, swarm membership, labels) up to ``spec.size``.
 
-        A VM that exists under a node's name but is not a node of this pool is refused
-        (:class:`ConfigError`) before any VM is created, started or changed."""
+        Before anything is made: every host must answer, the image must be cached here,
+        a VM named like a node must be a node of this pool (:class:`ConfigError`), and on
+        a pool over hosts the range must overlap nothing on any of them."""
         if spec.name != self.name:
             raise ConfigError(f"pool {self.name}: the spec is for pool {spec.name}")
         with self.locked():
             return self._up(spec)
 
     def _up(self, spec: PoolSpec) -> PoolStatus:
-        spec = replace(spec, image=docker_image(spec.image))
-        wanted = [spec.node(i) for i in range(1, spec.size + 1)]
-        self._refuse_strangers(wanted)
-        with Host(self.uri) as host:
-            existing = {m.name for m in members(host, self.name)}
+        cache = Cache()
+        spec = replace(spec, image=docker_image(spec.image, cache))
+        if cache.get(spec.image) is None:
+            raise ConfigError(f"image {spec.image!r} is not in the cache here, so no host can be given it",
+                              hint=f"'vmctl image pull {spec.image}' or 'vmctl image build {spec.image}'")
+        with self._open(spec.where) as (hosts, down):
+            self._reachable(spec.where, down)
+            existing = {index_of(m.name, self.name): m.spec.hypervisor for m in self._members(hosts)}
+            placement = (place(spec.size, spec.managers, spec.hosts, existing) if spec.hosts
+                         else dict.fromkeys(range(1, spec.size + 1), ""))
+            wanted = [spec.node(i, where) for i, where in placement.items()]
+            for node in wanted:  # never adopt a stranger
+                if hosts[node.hypervisor].hv.exists(node.name):
+                    self._node(hosts[node.hypervisor], node.name)
+            if spec.hosts:
+                self._phase(f"checking and making the network over {len(hosts)} host(s)")
+                surveys = {where: network.survey(host) for where, host in hosts.items()}
+                network.prepare(self.name, hosts, network.plan(self.name, spec.hosts, spec.cidr, surveys))
         results = each(wanted, self._provision, key=lambda s: s.name)
         _check(self.name, "creating nodes", results)
-        self._join(spec.managers)
-        created = sorted(set(results) - existing)
+        self._join(spec.managers, spec.where)
+        created = sorted(set(results) - {f"{self.name}-{i}" for i in existing})
         self._phase(f"ready ({len(created)} node(s) created)")
         return self.status()
 
     def join(self, managers: int) -> None:
         """Initialise the swarm on node 1 and join every other node, as manager or worker."""
         with self.locked():
-            self._join(managers)
+            self._join(managers, self._where())
 
-    def _join(self, managers: int) -> None:
-        with Host(self.uri) as host:
-            nodes = members(host, self.name)
+    def _join(self, managers: int, wheres: list[str]) -> None:
+        with self._open(wheres) as (hosts, down):
+            self._reachable(wheres, down)
+            nodes = self._members(hosts)
             if not nodes:
                 raise ConfigError(f"pool {self.name!r} has no nodes", hint=f"'vmctl pool up {self.name} --size N'")
             first = nodes[0]
@@ -212,9 +292,13 @@ class Pool:
             _check(self.name, "joining the swarm", results)
             self._phase("labelling nodes")
             ready = swarm.wait_ready(first, {n.name for n in nodes})
+            placed = {n.name: n.spec.hypervisor for n in nodes}
             for node in ready:
-                if node.hostname in {n.name for n in nodes}:
-                    swarm.label(first, node.id, {LABEL_POOL: self.name, LABEL_VM: node.hostname})
+                if node.hostname in placed:
+                    labels = {LABEL_POOL: self.name, LABEL_VM: node.hostname}
+                    if placed[node.hostname]:
+                        labels[LABEL_HOST] = label(placed[node.hostname])
+                    swarm.label(first, node.id, labels)
             first.close()
 
     @staticmethod
@@ -224,10 +308,25 @@ class Pool:
             raise NoAddress(machine.name, machine.state)
         return ip
 
-    def manager(self, host: Host) -> Machine:
-        """A reachable manager of the pool."""
+    def names(self) -> list[str]:
+        """The pool's nodes on every host of it that answers, by index."""
+        with self._open(self._where()) as (hosts, _):
+            return [m.name for m in self._members(hosts)]
+
+    @contextmanager
+    def reachable_manager(self) -> Iterator[Machine]:
+        """A reachable manager of the pool, on whichever of its hosts answers."""
+        with self._open(self._where()) as (hosts, _):
+            manager = self.manager(self._members(hosts))
+            try:
+                yield manager
+            finally:
+                manager.close()
+
+    def manager(self, nodes: list[Machine]) -> Machine:
+        """A reachable manager among ``nodes``."""
         errors = []
-        for node in members(host, self.name):
+        for node in nodes:
             try:
                 if node.state == "running" and swarm.state(node)[2]:
                     return node
@@ -237,48 +336,59 @@ class Pool:
                          hint=f"'vmctl pool status {self.name}'")
 
     def status(self) -> PoolStatus:
-        with Host(self.uri) as host:
-            nodes = members(host, self.name)
+        """Every node: its host, VM state and Swarm view. A host that cannot be reached is
+        listed with why, and its nodes as the swarm sees them (their VM state unknown)."""
+        wheres = self._where()
+        with self._open(wheres) as (hosts, down):
+            nodes = self._members(hosts)
             if not nodes:
                 raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
             try:
-                manager = self.manager(host)
+                manager = self.manager(nodes)
                 swarm_nodes = {n.hostname: n for n in swarm.nodes(manager)}
                 manager.close()
             except VmctlError:
                 swarm_nodes = {}
-            out: list[dict[str, object]] = []
-            for m in nodes:
-                n = swarm_nodes.get(m.name)
-                out.append({"name": m.name, "vm_state": m.state, "ip": m.ip,
-                            "role": n.role if n else None, "manager_status": n.manager_status if n else None,
-                            "availability": n.availability if n else None, "reachable": bool(n and n.status == "ready"),
-                            "status": n.status if n else "not in swarm", "engine": n.engine if n else None,
-                            "labels": n.labels if n else {}})
-            return PoolStatus(self.name, out)
+            rows = {m.name: self._row(m.name, m.spec.hypervisor, m.state, m.ip, swarm_nodes.get(m.name))
+                    for m in nodes}
+            for name, n in swarm_nodes.items():  # on a host that did not answer: as the swarm sees it
+                if name not in rows and n.labels.get(LABEL_POOL) == self.name:
+                    rows[name] = self._row(name, n.labels.get(LABEL_HOST, ""), "unknown", None, n)
+            out = sorted(rows.values(), key=lambda r: index_of(str(r["name"]), self.name))
+            spread: list[dict[str, object]] = [
+                {"host": label(w), "uri": w, "reachable": w not in down, "error": down.get(w)} for w in wheres if w]
+            return PoolStatus(self.name, out, spread)
+
+    @staticmethod
+    def _row(name: str, where: str, vm_state: str, ip: str | None, n: swarm.Node | None) -> dict[str, object]:
+        return {"name": name, "host": label(where), "vm_state": vm_state, "ip": ip,
+                "role": n.role if n else None, "manager_status": n.manager_status if n else None,
+                "availability": n.availability if n else None, "reachable": bool(n and n.status == "ready"),
+                "status": n.status if n else "not in swarm", "engine": n.engine if n else None,
+                "labels": n.labels if n else {}}
 
     def scale(self, size: int, managers: int | None = None) -> PoolStatus:
-        """Grow (create and join) or shrink (drain, leave, delete) to ``size`` nodes."""
+        """Grow (create and join, placed by weight) or shrink (drain, leave, delete) to ``size`` nodes."""
         check_range(size, 1, 32, "pool size")
         with self.locked():
             return self._scale(size, managers)
 
     def _scale(self, size: int, managers: int | None) -> PoolStatus:
-        with Host(self.uri) as host:
-            nodes = members(host, self.name)
+        wheres = self._where()
+        with self._open(wheres) as (hosts, down):
+            nodes = self._members(hosts)
             if not nodes:
                 lock_path(self.name).unlink(missing_ok=True)  # no pool: leave no lock file of it either
                 raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
-            template = nodes[0].spec
-            manager = self.manager(host)
+            self._reachable(wheres, down)
+            manager = self.manager(nodes)
             current = swarm.nodes(manager)
             managers = managers or sum(1 for n in current if n.role == "manager") or 1
             if size >= len(nodes):
                 manager.close()
-                spec = PoolSpec(
-                    self.name, size, min(managers, size), template.image, template.cpus, template.memory_mib
-                )
-                return self._up(spec)
+                return self._up(PoolSpec.of(nodes[0].spec, size, managers))
+            # the highest-numbered workers go: placement is by index, so what is left is spread
+            # as a pool made at this size would be
             roles = {n.hostname: n.role for n in current}
             victims = [n for n in reversed(nodes) if roles.get(n.name) != "manager"][: len(nodes) - size]
             if len(victims) < len(nodes) - size:
@@ -304,27 +414,30 @@ class Pool:
         return self.status()
 
     def down(self, missing_ok: bool = False) -> list[str]:
-        """Destroy every VM of the pool; returns their names. A pool with no VMs is a
-        :class:`ConfigError`, or nothing to do with ``missing_ok``. The pool's lock file goes
-        with its last VM (a waiter then locks a new one: see :func:`file_lock`)."""
+        """Destroy every VM of the pool, and on a pool over hosts its network and routes on
+        each; returns the VMs' names. A pool with no VMs is a :class:`ConfigError`, or
+        nothing to do with ``missing_ok``. A host that cannot be reached is an error once
+        everything on the others is gone. The pool's lock file goes with its last VM (a
+        waiter then locks a new one: see :func:`file_lock`)."""
         with self.locked():
-            with Host(self.uri) as host:
-                nodes = members(host, self.name)
-                if not nodes and not missing_ok:
+            wheres = self._where()
+            with self._open(wheres) as (hosts, down):
+                nodes = self._members(hosts)
+                if not nodes and not missing_ok and not down:
                     lock_path(self.name).unlink(missing_ok=True)
                     raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
+                spec = PoolSpec.of(nodes[0].spec, 1, 1) if nodes else None
                 results = each(nodes, lambda m: m.down(), key=lambda m: m.name)
+                if spec is not None and spec.hosts:
+                    network.teardown(self.name, hosts, host_subnets(spec.cidr, spec.hosts))
             _check(self.name, "deleting nodes", results)
+            self._reachable(wheres, down)
             lock_path(self.name).unlink(missing_ok=True)
         return sorted(results)
 
 
 def pools(uri: str | None) -> dict[str, list[str]]:
-    """Pool name -> its node names."""
+    """Pool name -> its node names (on every host of a pool over several that answers)."""
     with Host(uri) as host:
-        out: dict[str, list[str]] = {}
-        for m in host.list():
-            if m.spec.pool:
-                out.setdefault(m.spec.pool, []).append(m.name)
-    return {k: sorted(v, key=lambda n: index_of(n, k)) for k, v in sorted(out.items())}
-
+        names = sorted({m.spec.pool for m in host.list() if m.spec.pool})
+    return {name: Pool(uri, name).names() for name in names}
