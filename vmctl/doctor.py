@@ -123,20 +123,27 @@ def _remote(report: Report, uri: str, reprobe: bool, progress: Progress) -> Repo
         report.checks.append(Check("libvirt", False, e.message, e.hint))
         return report
     with host:
-        jump = host.jump
-        assert jump is not None  # a remote URI
-        _check(report, "ssh", lambda: f"{jump.host.user}@{jump.host.known_hosts_id}: host key matches "
-               + host.command(["uname", "-sr"], what="running a command").strip())
+        _check(report, "ssh", lambda: _remote_shell(host))
+        shell = report.checks[-1].ok  # (only a qemu+ssh:// host lets vmctl run commands there)
         progress.phase("checking QEMU, libvirt, network and storage there")
-        _check(report, "qemu", lambda: host.command(
-            ["sh", "-c", f"command -v qemu-img >/dev/null && {_accel.QEMU} --version | head -n 1"],
-            what="finding qemu-system-x86_64 and qemu-img", timeout=30).strip())
+        if shell:
+            _check(report, "qemu", lambda: host.command(
+                ["sh", "-c", f"command -v qemu-img >/dev/null && {_accel.QEMU} --version | head -n 1"],
+                what="finding qemu-system-x86_64 and qemu-img", timeout=30).strip())
         _check(report, "libvirt", lambda: _describe(host.hv))
         _check(report, "network", lambda: _network(host.hv))
         _check(report, "storage pool", lambda: _remote_pools(host.hv))
-        progress.phase("probing the accelerator there: booting its kernel under kvm, then tcg")
-        _check(report, "accelerator", lambda: _remote_probe(report, host, reprobe))
+        if shell:
+            progress.phase("probing the accelerator there: booting its kernel under kvm, then tcg")
+            _check(report, "accelerator", lambda: _remote_probe(report, host, reprobe))
     return report
+
+
+def _remote_shell(host: Host) -> str:
+    jump = host.jump
+    assert jump is not None  # a remote URI: it is refused above unless it names an sshd
+    return (f"{jump.host.user}@{jump.host.known_hosts_id}: host key matches; "
+            + host.command(["uname", "-sr"], what="running a command").strip())
 
 
 def _remote_pools(hv: Hypervisor) -> str:

@@ -8,7 +8,8 @@ the pool's range and a route to the other's; the real docker CLI sees 3 Ready no
 2-replica service on an overlay network runs on both hosts and its containers reach
 each other across them. Then the second host goes down (sshd, daemons, guests and
 namespace): its node turns Down, ``pool status`` names the host that does not answer,
-and the service is rescheduled. The host comes back, and ``pool up`` converges."""
+and the service is rescheduled. The host comes back, and ``pool up`` converges; ``pool
+scale`` places a fourth node by weight and shrinking takes it away again."""
 
 from __future__ import annotations
 
@@ -183,6 +184,24 @@ def test_the_host_back_and_pool_up_converges(hosts: dict[str, Any], wide: dict[s
     assert [(n["name"], n["status"], n["vm_state"]) for n in status["nodes"]] == [
         (f"{POOL}-1", "ready", "running"), (f"{POOL}-2", "ready", "running"), (f"{POOL}-3", "ready", "running")]
     assert _until(lambda: set(_node_states().values()) == {"Ready"}, 120, "3 Ready")
+
+
+def test_scale_places_the_new_node_by_weight_and_shrinking_keeps_the_spread(
+    hosts: dict[str, Any], wide: dict[str, Any]
+) -> None:
+    second: SecondHost = hosts["second"]
+    if second.sshd is None:
+        second.start()
+        link(hosts["local_ns"], second.namespace, *LAN)
+    grown = vmctl_json("pool", "scale", POOL, "--size", "4")
+    placed = {n["name"]: n["host"] for n in grown["nodes"]}
+    assert placed[f"{POOL}-4"] == placed[f"{POOL}-2"] != "local"  # 2 and 2: the second host was below its share
+    assert [n["status"] for n in grown["nodes"]] == ["ready"] * 4
+    shrunk = vmctl_json("pool", "scale", POOL, "--size", "3")
+    assert [(n["name"], n["host"]) for n in shrunk["nodes"]] == [
+        (f"{POOL}-1", "local"), (f"{POOL}-2", placed[f"{POOL}-2"]), (f"{POOL}-3", "local")]
+    with vmctl_api.connect(hosts["uri"]) as there:
+        assert [m.name for m in there.list()] == [f"{POOL}-2"]
 
 
 def test_pool_down_removes_the_nodes_networks_and_routes_on_both_hosts(

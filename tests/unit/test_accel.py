@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from vmctl.errors import ProbeError
 from vmctl.hypervisor.accel import BANNER_WITHIN, decide_remote, judge, probe_argv
 
 DECOMPRESSED = "Decompressing Linux... Parsing ELF... done.\nBooting the kernel.\n"
@@ -44,8 +47,8 @@ class FakeRemote:
     def __call__(self, command: str, timeout: float) -> tuple[int, str, str]:
         self.commands.append(command)
         if "--version" in command:
-            return (0 if self.has_kvm else 1), "QEMU emulator version 7.2.0\n6.1.0-27-amd64\n" + (
-                "kvm\n" if self.has_kvm else ""), ""
+            return (0 if self.has_kvm else 1), "qemu=QEMU emulator version 7.2.0\nkernel=6.1.0-27-amd64\n" + (
+                "kvm=yes\n" if self.has_kvm else ""), ""
         if "-accel kvm" in command:
             return (124 if not self.kvm_output.count("VFS") else 0), self.kvm_output, ""
         return 0, DECOMPRESSED + BANNER + "VFS: Unable to mount root fs\n", ""
@@ -72,3 +75,11 @@ def test_a_remote_host_with_working_kvm_uses_it(isolated: Path) -> None:
     verdict = decide_remote("qemu+ssh://d/system", FakeRemote(DECOMPRESSED + BANNER + "VFS: Unable to mount root\n"),
                             lambda: "/k")
     assert verdict.accel == "kvm" and len(verdict.probes) == 1
+
+
+def test_a_remote_host_without_qemu_is_one_clear_error(isolated: Path) -> None:
+    def shell(command: str, timeout: float) -> tuple[int, str, str]:
+        return 1, "qemu=\nkernel=6.1.0-27-amd64\nkvm=yes\n", ""
+
+    with pytest.raises(ProbeError, match="qemu-system-x86_64 does not answer on qemu\\+ssh://e/system"):
+        decide_remote("qemu+ssh://e/system", shell, lambda: "/k")

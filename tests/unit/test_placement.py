@@ -55,6 +55,21 @@ def test_hosts_are_comma_separated_and_each_given_once() -> None:
         parse_hosts([f"local,{B}", f"{B}=3"])
 
 
+def test_the_host_vmctl_connects_to_is_one_of_them_and_keeps_node_1() -> None:
+    with pytest.raises(ConfigError, match="the hosts of a pool must include local"):
+        parse_hosts([f"{B},{C}"])
+    assert place(2, 1, [PoolHost("local"), PoolHost(B, 5)]) == {1: "local", 2: B}  # however light local is
+
+
+def test_a_host_round_trips_through_its_record() -> None:
+    with pytest.raises(ConfigError, match="every query parameter needs KEY=VALUE"):
+        PoolHost(f"{B}?no_tty")
+    for host in (PoolHost(TEST_URI, 3), PoolHost("local")):
+        assert PoolHost.parse(str(host)) == host
+    kept = PoolHost(TEST_URI)
+    assert parse_hosts(["local", kept])[1] is kept  # not parsed again
+
+
 def test_labels_are_short() -> None:
     assert [PoolHost(u).label for u in ("local", B, C, TEST_URI)] == ["local", "host-b", "host-c:2222",
                                                                        "127.0.0.1:4022"]
@@ -104,8 +119,9 @@ IP_ADDR = """\
 """
 
 
-def test_addresses_leave_out_loopback_and_libvirts_bridges() -> None:
-    assert parse_addresses(IP_ADDR, skip=["vmctlbr0"]) == ["172.31.250.1/30"]
+def test_addresses_leave_out_loopback_link_local_and_libvirts_bridges() -> None:
+    link_local = "5: eth1    inet 169.254.3.3/16 brd 169.254.255.255 scope link eth1\\       valid_lft forever\n"
+    assert parse_addresses(IP_ADDR + link_local, skip=["vmctlbr0"]) == ["172.31.250.1/30"]
 
 
 def test_each_host_routes_the_others_subnet_through_their_shared_network() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from vmctl._core.locks import file_lock
-from vmctl.errors import ConfigError, HypervisorError, NoSuchMachine
+from vmctl.errors import ConfigError, HypervisorError, NoSuchMachine, PoolError
 from vmctl.model.spec import MachineSpec
 from vmctl.swarm import network, ops
 from vmctl.swarm import pool as pool_module
@@ -83,6 +83,9 @@ class FakeHost:
 
     def list(self) -> list[FakeVM]:
         return sorted(self.world.vms.values(), key=lambda m: m.name)
+
+    def accelerator(self, progress: object = None) -> str:
+        return "tcg"
 
     def up(self, spec: MachineSpec, progress: object = None) -> FakeVM:
         if (vm := self.world.vms.get(spec.name)) is not None:  # an interrupted node: up resumes it
@@ -308,6 +311,8 @@ def two_hosts(world: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, World]
     monkeypatch.setattr(network, "survey", lambda host: network.Survey({}, ()))
     monkeypatch.setattr(network, "plan", lambda *a: network.NetworkPlan({}, []))
     monkeypatch.setattr(network, "prepare", lambda pool, hosts, plan: world.event(f"network on {len(hosts)} hosts"))
+    monkeypatch.setattr(network, "teardown",
+                        lambda pool, hosts, subnets: world.event(f"network removed from {len(hosts)} hosts") or [])
     in_swarm = ops.nodes  # the world fixture's fake, which sees only the local host's VMs
 
     def nodes(manager: FakeVM) -> list[ops.Node]:
@@ -368,3 +373,44 @@ def test_status_names_the_host_that_does_not_answer_and_its_nodes_as_the_swarm_s
     web2 = next(n for n in status.nodes if n["name"] == "web-2")
     assert (web2["host"], web2["vm_state"], web2["status"]) == ("host-b", "unknown", "down")
     assert [n["name"] for n in status.nodes] == ["web-1", "web-2", "web-3"]
+
+
+def test_an_image_not_cached_here_stops_up_before_any_host_is_touched(
+    two_hosts: dict[str, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_module, "Cache", dict)
+    with pytest.raises(ConfigError, match="image 'debian-12' is not in the cache here, so no host can be given it"):
+        Pool(None, "web").up(_spread())
+    assert two_hosts["local"].events == [] and two_hosts["local"].vms == {} == two_hosts[HOST_B].vms
+
+
+def test_up_again_without_hosts_keeps_the_pools_hosts_and_other_hosts_are_refused(two_hosts: dict[str, World]) -> None:
+    Pool(None, "web").up(_spread())
+    again = Pool(None, "web").up(PoolSpec("web", 3))  # as a plan without hosts: the recorded ones
+    assert sorted(two_hosts[HOST_B].vms) == ["web-2"] and [n["host"] for n in again.nodes] == [
+        "local", "host-b", "local"]
+    with pytest.raises(ConfigError, match="pool web exists over local=1,qemu\\+ssh://root@host-b/system=1, "
+                                          "range 10.77.0.0/16; the hosts or range asked for differ"):
+        Pool(None, "web").up(PoolSpec("web", 3, hosts=("local", f"{HOST_B}=2")))  # type: ignore[arg-type]
+
+
+def test_a_pool_made_from_another_host_is_refused_not_half_handled(two_hosts: dict[str, World],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    Pool(None, "web").up(_spread())
+    opened = pool_module.Host
+    monkeypatch.setattr(pool_module, "Host", lambda uri=None: opened(HOST_B if uri is None else uri))
+    with pytest.raises(ConfigError, match="pool web was made from another host: its node web-2 here was placed on "
+                                          "host-b"):
+        Pool(None, "web").down()  # connected to host-b, where local would mean host-b
+    assert sorted(two_hosts["local"].vms) == ["web-1", "web-3"] and list(two_hosts[HOST_B].vms) == ["web-2"]
+
+
+def test_a_first_up_that_made_no_node_takes_its_network_away(two_hosts: dict[str, World],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(spec: MachineSpec, progress: object = None) -> FakeVM:
+        raise ConfigError("disk full")
+
+    monkeypatch.setattr(FakeHost, "up", lambda self, spec, progress=None: fail(spec))
+    with pytest.raises(PoolError):
+        Pool(None, "web").up(_spread())
+    assert two_hosts["local"].events == ["network on 2 hosts", "network removed from 2 hosts"]

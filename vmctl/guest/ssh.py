@@ -59,15 +59,25 @@ class Jump:
         """Run ``command`` on the hypervisor itself: exit status, stdout and stderr."""
         try:
             channel = self._transport().open_session(timeout=timeout)
-            channel.settimeout(timeout)
-            channel.exec_command(command)
-            out, err = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
-            status = channel.recv_exit_status()
-            channel.close()
         except (paramiko.SSHException, OSError) as e:
             raise SSHError(f"running {command!r} on hypervisor {self.host.known_hosts_id} failed: {e}",
                            hint="is the host up, and its sshd reachable from here?") from e
-        return status, out.decode(errors="replace"), err.decode(errors="replace")
+        err: list[bytes] = []
+        try:
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            # stderr is read beside stdout: a full stderr window would otherwise stall the command
+            reader = threading.Thread(target=lambda: err.append(channel.makefile_stderr("rb").read()), daemon=True)
+            reader.start()
+            out = channel.makefile("rb").read()
+            reader.join(timeout)
+            status = channel.recv_exit_status()
+        except (paramiko.SSHException, OSError) as e:
+            raise SSHError(f"running {command!r} on hypervisor {self.host.known_hosts_id} failed: {e}",
+                           hint="is the host up, and its sshd reachable from here?") from e
+        finally:
+            channel.close()  # (on a timeout too: the command there gets SIGHUP-free EOF and ends)
+        return status, out.decode(errors="replace"), b"".join(err).decode(errors="replace")
 
     def _transport(self) -> paramiko.Transport:
         with self._lock:

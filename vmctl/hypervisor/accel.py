@@ -254,19 +254,35 @@ def decide_remote(uri: str, shell: Shell, kernel: Callable[[], str], reprobe: bo
     """The accelerator of the remote host ``uri``, found by booting a kernel there (KVM first,
     TCG when KVM does not boot it); kept per host, QEMU version and kernel there. ``kernel()``
     gives the probe kernel's path on that host (called only when a probe runs)."""
-    rc, out, err = shell(f"{QEMU} --version | head -n 1; uname -r; test -e /dev/kvm && echo kvm", 30)
-    lines = out.splitlines()
-    if rc not in (0, 1) or len(lines) < 2:
-        raise ProbeError(f"cannot ask {uri} for its QEMU and kernel: {_last_line(err) or _last_line(out)}",
-                         hint="is qemu-system-x86 installed there?")
-    qemu, host_kernel, kvm = lines[0].strip(), lines[1].strip(), "kvm" in lines[2:]
+    _, out, err = shell(f'echo "qemu=$({QEMU} --version 2>/dev/null | head -n 1)"; echo "kernel=$(uname -r)"; '
+                        'test -e /dev/kvm && echo kvm=yes', 30)
+    found = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
+    qemu, host_kernel, kvm = found.get("qemu", ""), found.get("kernel", ""), found.get("kvm") == "yes"
+    if not qemu or not host_kernel:
+        raise ProbeError(f"{QEMU} does not answer on {uri}" + (f": {_last_line(err)}" if err.strip() else ""),
+                         hint="install qemu-system-x86 there")
     path = remote_verdict_file(uri)
+    if not reprobe and (cached := _cached(path, qemu, host_kernel)):
+        return cached
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_suffix(".lock")):  # one probe, however many of its VMs start at once
+        if not reprobe and (cached := _cached(path, qemu, host_kernel)):
+            return cached
+        return _probe_remote_all(uri, shell, kernel, qemu, host_kernel, kvm, path, progress)
+
+
+def _cached(path: Path, qemu: str, host_kernel: str) -> Verdict | None:
     with suppress(OSError, ValueError, TypeError, KeyError):
         raw = json.loads(path.read_text())
         raw["probes"] = [ProbeResult(**p) for p in raw["probes"]]
         cached = Verdict(**raw)
-        if not reprobe and (cached.qemu, cached.host_kernel) == (qemu, host_kernel):
+        if (cached.qemu, cached.host_kernel) == (qemu, host_kernel):
             return cached
+    return None
+
+
+def _probe_remote_all(uri: str, shell: Shell, kernel: Callable[[], str], qemu: str, host_kernel: str, kvm: bool,
+                      path: Path, progress: Progress) -> Verdict:
     progress.phase(f"probing the accelerator of {uri} (booting its kernel there)")
     there = kernel()
     probes = [probe_remote(shell, "kvm", REMOTE_KVM_TIMEOUT, there)] if kvm else []
@@ -276,7 +292,6 @@ def decide_remote(uri: str, shell: Shell, kernel: Callable[[], str], reprobe: bo
     if not working:
         raise ProbeError(f"no accelerator booted the probe kernel on {uri}: {probes[-1].seen}")
     verdict = Verdict(working[0].accel, qemu, host_kernel, time.time(), probes)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
     tmp.replace(path)

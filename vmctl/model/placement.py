@@ -36,6 +36,8 @@ class PoolHost:
         if self.uri != LOCAL and not re.fullmatch(r"[a-z0-9+]+://[^\s,]*", self.uri):
             raise ConfigError(f"invalid host {self.uri!r}: not a libvirt URI",
                               hint="use local, or a URI such as qemu+ssh://root@host-b/system")
+        if not _whole(self.uri):  # (so that URI=WEIGHT reads back as it was written)
+            raise ConfigError(f"invalid host {self.uri!r}: every query parameter needs KEY=VALUE")
         if not 1 <= self.weight <= MAX_WEIGHT:
             raise ConfigError(f"invalid weight {self.weight} for host {self.uri}: use 1-{MAX_WEIGHT}",
                               hint="a host that should get no nodes is left out of --hosts")
@@ -80,24 +82,32 @@ def _whole(uri: str) -> bool:
     return not query or all("=" in item for item in query.split("&"))
 
 
-def parse_hosts(items: Sequence[str]) -> tuple[PoolHost, ...]:
-    """``--hosts`` values (each may hold several, comma-separated), checked: no host twice."""
-    hosts = tuple(PoolHost.parse(text) for item in items for text in item.split(",") if text.strip())
+def parse_hosts(items: Sequence[str | PoolHost]) -> tuple[PoolHost, ...]:
+    """``--hosts`` values (each may hold several, comma-separated; PoolHosts are kept as they
+    are), checked: no host twice, and ``local`` (the host vmctl connects to) among them."""
+    hosts: list[PoolHost] = []
+    for item in items:
+        hosts += [item] if isinstance(item, PoolHost) else [PoolHost.parse(t) for t in item.split(",") if t.strip()]
     seen = Counter(h.uri for h in hosts)
     if twice := [uri for uri, n in seen.items() if n > 1]:
         raise ConfigError(f"host {twice[0]} is listed twice", hint="give each host once, with a weight: URI=2")
-    return hosts
+    if hosts and LOCAL not in seen:
+        raise ConfigError("the hosts of a pool must include local, the host vmctl connects to",
+                          hint="for example --hosts local,qemu+ssh://root@host-b/system; node 1 (the first "
+                          "manager, whose record the pool's commands read) stays there")
+    return tuple(hosts)
 
 
 def place(size: int, managers: int, hosts: Sequence[PoolHost],
           existing: Mapping[int, str] | None = None) -> dict[int, str]:
     """Node index (1..size) -> host URI. Nodes already placed (``existing``) stay where they are.
 
-    Managers (indexes 1..managers) go first to the host with the fewest managers, so no
-    host holds more than its even share of them: with three or more hosts and managers,
-    losing any one host leaves the quorum. Then each further node goes to the host that
-    is furthest below its weight's share (the smallest ``(count + 1) / weight``). Ties go
-    to the host listed first."""
+    Node 1 goes to ``local`` (the host vmctl connects to), where the pool's commands read
+    its records. Managers (indexes 1..managers) go to the host with the fewest managers, so
+    no host holds more than its even share of them: with an odd number of managers, three
+    or more, over three or more hosts, losing any one host leaves the quorum. Then each
+    further node goes to the host that is furthest below its weight's share (the smallest
+    ``(count + 1) / weight``). Ties go to the host listed first."""
     if not hosts:
         raise ConfigError("a pool needs at least one host")
     placed = dict(existing or {})
@@ -108,7 +118,10 @@ def place(size: int, managers: int, hosts: Sequence[PoolHost],
     for index in range(1, size + 1):
         if index in placed:
             continue
-        if index <= managers:
+        if index == 1 and LOCAL in order:
+            uri = LOCAL
+            bosses[uri] += 1
+        elif index <= managers:
             uri = min(order, key=lambda u: (bosses[u], (count[u] + 1) / weight[u], order[u]))
             bosses[uri] += 1
         else:
@@ -183,6 +196,8 @@ def parse_addresses(ip_output: str, skip: Sequence[str] = ()) -> list[str]:
     found = []
     for line in ip_output.splitlines():
         fields = line.split()
-        if len(fields) >= 4 and fields[2] == "inet" and fields[1].partition("@")[0] not in ("lo", *skip):
+        scope = fields[fields.index("scope") + 1] if "scope" in fields[:-1] else ""
+        if len(fields) >= 4 and fields[2] == "inet" and scope == "global" and \
+                fields[1].partition("@")[0] not in ("lo", *skip):
             found.append(fields[3])
     return found

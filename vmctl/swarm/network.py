@@ -48,6 +48,10 @@ class Survey:
 
 
 def survey(host: Host) -> Survey:
+    """What ``host`` has; a :class:`ConfigError` if vmctl is not root there (it sets routes)."""
+    if (user := host.command(["id", "-u"], what="asking who vmctl is there").strip()) != "0":
+        raise ConfigError(f"vmctl runs as user {user}, not root, on {host.uri}: it cannot set the pool's routes",
+                          hint="connect as root (qemu+ssh://root@HOST/system), or run vmctl as root here")
     nets = host.hv.networks()
     shown = host.command(["ip", "-4", "-o", "addr", "show"], what="listing the host's addresses")
     return Survey({n.name: c for n in nets for c in n.cidrs[:1]},

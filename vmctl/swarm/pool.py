@@ -57,7 +57,7 @@ class PoolSpec:
         check_range(self.managers, 1, 7, "managers")
         if self.managers > self.size:
             raise ConfigError(f"managers ({self.managers}) cannot exceed the pool size ({self.size})")
-        hosts = parse_hosts([str(h) for h in self.hosts])  # (a plan file's strings, or PoolHosts)
+        hosts = parse_hosts(list(self.hosts))  # (a plan file's or --hosts' strings, or PoolHosts)
         object.__setattr__(self, "hosts", hosts)
         if self.cidr and not hosts:
             raise ConfigError("a network range is for a pool over several hosts", hint="give --hosts too, or drop it")
@@ -176,13 +176,27 @@ class Pool:
                     down[where] = e.message
             yield hosts, down
 
+    def _recorded(self) -> PoolSpec | None:
+        """The existing pool, as its nodes on the host vmctl connects to recorded it (their
+        size and managers aside); None if it has no node there. A pool over hosts whose
+        nodes here were placed as another host's (vmctl connects elsewhere than when it
+        made the pool, where ``local`` meant another host) is refused: acting on it from
+        here would reach only part of it."""
+        with Host(self.uri) as host:
+            nodes = members(host, self.name)
+        if not nodes:
+            return None
+        node = nodes[0].spec
+        if node.pool_hosts and node.hypervisor != LOCAL:
+            raise ConfigError(f"pool {self.name} was made from another host: its node {node.name} here was "
+                              f"placed on {label(node.hypervisor)}",
+                              hint="run vmctl where the pool was made, or --connect to the host it called local")
+        return PoolSpec.of(node, 1, 1)
+
     def _where(self) -> list[str]:
         """The existing pool's hosts, from its nodes' records on the host vmctl connects to."""
-        with Host(self.uri) as host:
-            for node in members(host, self.name):
-                if node.spec.pool_hosts:
-                    return [PoolHost.parse(h).uri for h in node.spec.pool_hosts]
-        return [""]
+        recorded = self._recorded()
+        return recorded.where if recorded else [""]
 
     def _members(self, hosts: dict[str, Host]) -> list[Machine]:
         """The pool's VMs on ``hosts``, by node index (on a host listed twice, under two
@@ -244,6 +258,7 @@ class Pool:
         if cache.get(spec.image) is None:
             raise ConfigError(f"image {spec.image!r} is not in the cache here, so no host can be given it",
                               hint=f"'vmctl image pull {spec.image}' or 'vmctl image build {spec.image}'")
+        spec = self._as_recorded(spec)
         with self._open(spec.where) as (hosts, down):
             self._reachable(spec.where, down)
             existing = {index_of(m.name, self.name): m.spec.hypervisor for m in self._members(hosts)}
@@ -254,15 +269,46 @@ class Pool:
                 if hosts[node.hypervisor].hv.exists(node.name):
                     self._node(hosts[node.hypervisor], node.name)
             if spec.hosts:
-                self._phase(f"checking and making the network over {len(hosts)} host(s)")
+                self._phase(f"checking {len(hosts)} hosts: addresses, networks, accelerators")
                 surveys = {where: network.survey(host) for where, host in hosts.items()}
-                network.prepare(self.name, hosts, network.plan(self.name, spec.hosts, spec.cidr, surveys))
-        results = each(wanted, self._provision, key=lambda s: s.name)
-        _check(self.name, "creating nodes", results)
+                net = network.plan(self.name, spec.hosts, spec.cidr, surveys)
+                for host in hosts.values():  # a probe that fails does so before anything is made
+                    host.accelerator(self.progress)
+                self._phase("making the pool's network and routes")
+                network.prepare(self.name, hosts, net)
+        try:
+            results = each(wanted, self._provision, key=lambda s: s.name)
+            _check(self.name, "creating nodes", results)
+        except VmctlError:
+            if spec.hosts and not existing:
+                self._unmake_network(spec)
+            raise
         self._join(spec.managers, spec.where)
         created = sorted(set(results) - {f"{self.name}-{i}" for i in existing})
         self._phase(f"ready ({len(created)} node(s) created)")
         return self.status()
+
+    def _as_recorded(self, spec: PoolSpec) -> PoolSpec:
+        """``spec`` with the existing pool's hosts and range when it gives none; a
+        :class:`ConfigError` when it gives others (nodes never move between hosts)."""
+        recorded = self._recorded()
+        if recorded is None:
+            return spec
+        if not spec.hosts and not spec.cidr:
+            return replace(spec, hosts=recorded.hosts, cidr=recorded.cidr)
+        if (spec.hosts, spec.cidr) != (recorded.hosts, recorded.cidr):
+            was = ",".join(map(str, recorded.hosts)) or "this host alone"
+            was += f", range {recorded.cidr}" if recorded.cidr else ""
+            raise ConfigError(f"pool {self.name} exists over {was}; the hosts or range asked for differ",
+                              hint="leave --hosts and --range out (or give the same), "
+                              f"or 'vmctl pool down {self.name}' first")
+        return spec
+
+    def _unmake_network(self, spec: PoolSpec) -> None:
+        """After a first ``up`` that made no node: the networks and routes it made go too."""
+        with self._open(spec.where) as (hosts, _):
+            if not self._members(hosts):
+                network.teardown(self.name, hosts, host_subnets(spec.cidr, spec.hosts))
 
     def join(self, managers: int) -> None:
         """Initialise the swarm on node 1 and join every other node, as manager or worker."""
@@ -353,7 +399,7 @@ class Pool:
                     for m in nodes}
             for name, n in swarm_nodes.items():  # on a host that did not answer: as the swarm sees it
                 if name not in rows and n.labels.get(LABEL_POOL) == self.name:
-                    rows[name] = self._row(name, n.labels.get(LABEL_HOST, ""), "unknown", None, n)
+                    rows[name] = self._row(name, n.labels.get(LABEL_HOST, "unknown"), "unknown", None, n)
             out = sorted(rows.values(), key=lambda r: index_of(str(r["name"]), self.name))
             spread: list[dict[str, object]] = [
                 {"host": label(w), "uri": w, "reachable": w not in down, "error": down.get(w)} for w in wheres if w]
