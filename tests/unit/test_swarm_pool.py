@@ -402,6 +402,7 @@ def test_a_pool_made_from_another_host_is_refused_not_half_handled(two_hosts: di
     with pytest.raises(ConfigError, match="pool web was made from another host: its node web-2 here was placed on "
                                           "host-b"):
         Pool(None, "web").down()  # connected to host-b, where local would mean host-b
+    assert pool_module.pools(None) == {"web": ["web-2"]}  # what is there, listed all the same
     assert sorted(two_hosts["local"].vms) == ["web-1", "web-3"] and list(two_hosts[HOST_B].vms) == ["web-2"]
 
 

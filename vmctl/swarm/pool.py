@@ -483,7 +483,17 @@ class Pool:
 
 
 def pools(uri: str | None) -> dict[str, list[str]]:
-    """Pool name -> its node names (on every host of a pool over several that answers)."""
+    """Pool name -> its node names (on every host of a pool over several that answers; of a
+    pool made from another host, those here)."""
     with Host(uri) as host:
-        names = sorted({m.spec.pool for m in host.list() if m.spec.pool})
-    return {name: Pool(uri, name).names() for name in names}
+        here: dict[str, list[str]] = {}
+        for m in host.list():
+            if m.spec.pool:
+                here.setdefault(m.spec.pool, []).append(m.name)
+    out = {}
+    for name in sorted(here):
+        try:
+            out[name] = Pool(uri, name).names()
+        except ConfigError:  # made from another host: what is here is all this host can say
+            out[name] = sorted(here[name], key=lambda n: index_of(n, name))
+    return out
