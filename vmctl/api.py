@@ -23,6 +23,7 @@ from .machines import forwarder
 from .machines.host import Host, prepare_host
 from .machines.storage import Storage
 from .model.spec import BootMode, check_name
+from .model.uri import require_local
 
 
 def connect(uri: str | None = None) -> Host:
@@ -152,6 +153,7 @@ def image_test(
 ) -> BootReport:
     """Boot cached image ``name`` once and report when it reached each milestone."""
     image = Cache().require(check_name(name, "image name"))
+    require_local(resolve_uri(uri), "image test")  # its overlay is a file here
     accel = accelerator(progress)
     with Hypervisor(resolve_uri(uri)) as hv:
         return boot_test(hv, image, machines_dir(), accel, boot, timeout, progress)

@@ -94,3 +94,18 @@ def test_doctor_checks_the_second_host_itself(second_host: dict[str, Any], remot
     assert "/var/lib/libvirt/images/vmctl/machines" in checks["storage pool"]["detail"]
     assert report["accel"] == remote_vm["accel"] == "tcg"
     assert [(p["accel"], p["ok"]) for p in report["probes"]] == [("kvm", False), ("tcg", True)]
+
+
+@pytest.mark.parametrize(("args", "what"), [
+    (["clone", REMOTE_VM, "e2e-remote-copy"], "clone"),
+    (["image", "bake", "e2e-remote-baked", "--from-image", IMAGE], "bake"),
+    (["image", "test", IMAGE], "image test"),
+])
+def test_commands_that_work_on_the_hypervisors_files_are_refused_there(
+    second_host: dict[str, Any], args: list[str], what: str
+) -> None:
+    done = vmctl("--connect", second_host["uri"], *args, check=False)
+    assert done.returncode == 1 and f"error: {what} needs the hypervisor on this machine, not qemu+ssh://" \
+        in done.stderr, done.stderr
+    with vmctl_api.connect(second_host["uri"]) as host:
+        assert [m for m in host.hv.domains() if m != REMOTE_VM] == []

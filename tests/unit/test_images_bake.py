@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -53,6 +54,7 @@ class FakeMachine:
     user: str = "debian"
     rc: int = 0  # of every guest command
     downed: bool = False
+    host: Any = field(default_factory=lambda: SimpleNamespace(uri="qemu:///system"))  # (only its uri is read)
     state: str = "running"
     started: int = 0
     ran: list[str] = field(default_factory=list)
@@ -118,6 +120,7 @@ class FakeHypervisor:
 class FakeHost:
     def __init__(self, cache: Cache, tmp_path: Path, domains: set[str], rc: int = 0) -> None:
         self.cache, self.tmp_path, self.rc = cache, tmp_path, rc
+        self.uri = "qemu:///system"
         self.hv = FakeHypervisor(domains)
         self.deleted: list[str] = []
         self.made: list[FakeMachine] = []

@@ -9,7 +9,7 @@ import pytest
 
 from vmctl.errors import ConfigError
 from vmctl.machines.sshconfig import jump_argv
-from vmctl.model.uri import JumpHost, is_remote
+from vmctl.model.uri import JumpHost, is_remote, require_local
 
 
 @pytest.mark.parametrize(("uri", "remote"), [
@@ -47,3 +47,9 @@ def test_openssh_goes_through_the_same_hypervisor_with_its_key_checked() -> None
     assert argv == ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", "2222", "-l", "ops",
                     "-i", "/k/id", "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=/k/known",
                     "-W", "%h:%p", "127.0.0.1"]
+
+
+def test_commands_on_the_hypervisors_files_are_refused_on_a_remote_host() -> None:
+    require_local("qemu:///system?socket=/run/x", "clone")  # this machine's: fine
+    with pytest.raises(ConfigError, match=r"^clone needs the hypervisor on this machine, not qemu\+ssh://h/system$"):
+        require_local("qemu+ssh://h/system", "clone")

@@ -27,6 +27,7 @@ from ..images.catalog import BOOT_FILES, Cache, CachedImage, new_record
 from ..images.download import file_digest
 from ..images.leftovers import GRACE, qemu_img_on
 from ..model.spec import MachineSpec, check_name
+from ..model.uri import require_local
 from .host import Host
 from .machine import Machine
 
@@ -34,6 +35,7 @@ from .machine import Machine
 def bake(machine: Machine, new: str, cache: Cache | None = None, progress: Progress = NoProgress()) -> CachedImage:
     """Make cached image ``new`` from ``machine`` (which ends up stopped)."""
     check_name(new, "image name")
+    require_local(machine.host.uri, "bake")  # it flattens the VM's disk with qemu-img, here
     cache = cache or Cache()
     cache.root.mkdir(parents=True, exist_ok=True)
     with file_lock(cache.lock_path(new)):
@@ -53,6 +55,7 @@ def bake_from_image(
     """
     check_name(new, "image name")
     check_name(image, "image name")
+    require_local(host.uri, "bake")
     cache = cache or Cache()
     temp, marker = temp_vm_name(new), cache.root / f".bake-{new}.vm"
     cache.root.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from .._core.progress import NoProgress, Progress
 from .._core.render import render
 from ..errors import ConfigError, GuestError, MachineStateError
 from ..model.spec import check_name
+from ..model.uri import require_local
 from .host import Host
 from .machine import Machine
 
@@ -26,6 +27,7 @@ from .machine import Machine
 def clone(host: Host, source: str, new: str, progress: Progress = NoProgress()) -> Machine:
     """Make VM ``new`` from stopped VM ``source``; returns it, up and reachable."""
     check_name(new, "VM name")
+    require_local(host.uri, "clone")  # it copies the source's disk with qemu-img, here
     src = host.get(source)
     if host.exists(new):
         raise ConfigError(f"a VM named {new!r} exists already", hint="choose another name for the clone")

@@ -22,6 +22,14 @@ def is_remote(uri: str) -> bool:
     return bool(urlsplit(uri).hostname)
 
 
+def require_local(uri: str, what: str) -> None:
+    """A :class:`ConfigError` when ``what`` (a command that works on files the hypervisor
+    keeps) is asked of a remote host."""
+    if is_remote(uri):
+        raise ConfigError(f"{what} needs the hypervisor on this machine, not {uri}",
+                          hint="run vmctl on that host, or leave --connect out")
+
+
 @dataclass(frozen=True)
 class JumpHost:
     """A hypervisor's sshd, as a ``qemu+ssh://[USER@]HOST[:PORT]/system`` URI names it
