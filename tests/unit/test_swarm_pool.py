@@ -415,3 +415,18 @@ def test_a_first_up_that_made_no_node_takes_its_network_away(two_hosts: dict[str
     with pytest.raises(PoolError):
         Pool(None, "web").up(_spread())
     assert two_hosts["local"].events == ["network on 2 hosts", "network removed from 2 hosts"]
+
+
+def test_down_deletes_the_nodes_on_every_host_and_the_pools_network(two_hosts: dict[str, World]) -> None:
+    Pool(None, "web").up(_spread())
+    assert Pool(None, "web").down() == ["web-1", "web-2", "web-3"]
+    assert two_hosts["local"].vms == {} == two_hosts[HOST_B].vms
+    assert two_hosts["local"].events[-1] == "network removed from 2 hosts" and not lock_path("web").exists()
+
+
+def test_down_with_a_host_down_deletes_the_rest_and_then_names_that_host(two_hosts: dict[str, World]) -> None:
+    Pool(None, "web").up(_spread())
+    two_hosts["local"].down.add(HOST_B)  # type: ignore[attr-defined]
+    with pytest.raises(HypervisorError, match="pool web: host host-b is unreachable"):
+        Pool(None, "web").down()
+    assert two_hosts["local"].vms == {} and list(two_hosts[HOST_B].vms) == ["web-2"]
