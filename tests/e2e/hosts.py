@@ -7,8 +7,8 @@ mount namespace, as a host's own sshd would, and this machine reaches it on 127.
 (a forward into the namespace: nothing is linked to the outside). libvirt is reached
 with ``qemu+ssh://`` (OpenSSH's ssh, told by a wrapper to use this host's known_hosts;
 libvirt's libssh transport hangs on large replies); guests through that sshd. The
-pools the runtime's own start made are removed, so ``up`` defines its pools there as
-on any remote host, in directories this process cannot see.
+pools and the network the runtime's own start made are removed, so ``up`` defines them
+there as on any remote host (the pools in directories this process cannot see).
 
 :func:`link` joins two runtimes' namespaces with a veth pair: their LAN.
 """
@@ -26,6 +26,7 @@ from typing import Any
 from vmctl._core import netns
 from vmctl._core.relay import Forward
 from vmctl.machines.storage import IMAGES_POOL, MACHINES_POOL
+from vmctl.model.spec import DEFAULT_NETWORK
 
 from .conftest import VMCTL
 
@@ -57,9 +58,10 @@ class SecondHost:
         libvirtd = str(status["pids"]["libvirtd"])
         if first:
             local = f"qemu:///system?socket={status['root']}/sock/libvirt-sock"
-            for pool in (MACHINES_POOL, IMAGES_POOL):  # as on a host vmctl has never prepared
-                subprocess.run(["virsh", "-q", "-c", local, "pool-destroy", pool], capture_output=True)
-                subprocess.run(["virsh", "-q", "-c", local, "pool-undefine", pool], check=True, capture_output=True)
+            for kind, name in (("pool", MACHINES_POOL), ("pool", IMAGES_POOL), ("net", DEFAULT_NETWORK.name)):
+                # as on a host vmctl has never prepared: up defines what it needs
+                subprocess.run(["virsh", "-q", "-c", local, f"{kind}-destroy", name], capture_output=True)
+                subprocess.run(["virsh", "-q", "-c", local, f"{kind}-undefine", name], check=True, capture_output=True)
             self.keys.mkdir(mode=0o700)
             config = self._sshd_config()
         # as on a host of its own: its libvirtd answers at the standard socket path

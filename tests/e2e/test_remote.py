@@ -55,6 +55,7 @@ def test_the_vms_disks_are_the_second_hosts_volumes_not_files_here(
         assert base is not None and host.hv.volume(IMAGES_POOL, base.name + VERIFIED) is not None
         assert host.hv.volume_sha256(IMAGES_POOL, base.name) == cached["sha256"]  # uploaded, read back
         disk = host.hv.volume(MACHINES_POOL, f"{REMOTE_VM}.qcow2")
+        assert host.hv.network_active("vmctl")  # defined by up: the host had none
     assert disk is not None and disk.path == remote_vm["disk"] and disk.capacity == 6 << 30
 
 

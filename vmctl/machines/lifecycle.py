@@ -28,14 +28,14 @@ from ..guest.keys import generate
 from ..guest.seed import seed_iso
 from ..hypervisor.console import read, tail
 from ..hypervisor.disks import backing_file, copy_disk, grow_root_partition
-from ..hypervisor.xml import domain_xml
+from ..hypervisor.xml import domain_xml, network_xml
 from ..images.boottest import boot_spec
 from ..images.catalog import FAST_BOOT, Cache, CachedImage, shared_read_only
 from ..model.mounts import Shares
 from ..model.ports import overlapping, parse_all
 from ..model.profiles import profile
 from ..model.record import PHASES, Record
-from ..model.spec import DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
+from ..model.spec import DEFAULT_NETWORK, DiskBoot, DomainSpec, KernelBoot, MachineSpec, NetworkChoice
 from ..model.uri import is_remote
 from . import forwarder
 from .machine import FILE_SUFFIXES, Machine
@@ -305,6 +305,9 @@ class _Run:
         assert isinstance(image, CachedImage)
         spec, host = self.spec, self.host
         storage = Storage(host.hv, self.progress)
+        if NetworkChoice.parse(spec.network) == NetworkChoice("network", DEFAULT_NETWORK.name):
+            # vmctl's own network, on a host vmctl has not prepared (a remote one, the system libvirtd)
+            host.hv.ensure_network(DEFAULT_NETWORK.name, network_xml(DEFAULT_NETWORK))
         shared_read_only(image)
         image, base = storage.image(image)  # its files now the hypervisor's volumes
         boot = boot_for(image, spec)
