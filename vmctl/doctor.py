@@ -105,7 +105,11 @@ def _pool(hv: Hypervisor) -> str:
 
 
 def _probe(report: Report, reprobe: bool) -> str:
-    verdict = _accel.decide(reprobe=reprobe)
+    return _verdict(report, _accel.decide(reprobe=reprobe))
+
+
+def _verdict(report: Report, verdict: _accel.Verdict) -> str:
+    """Put ``verdict`` in the report; its one-line summary."""
     report.accel = verdict.accel
     report.probes = [asdict(p) for p in verdict.probes]
     seen = "; ".join(f"{p.accel}: {'boots' if p.ok else 'fails'} ({p.seconds}s, {p.seen})" for p in verdict.probes)
@@ -135,7 +139,7 @@ def _remote(report: Report, uri: str, reprobe: bool, progress: Progress) -> Repo
         _check(report, "storage pool", lambda: _remote_pools(host.hv))
         if shell:
             progress.phase("probing the accelerator there: booting its kernel under kvm, then tcg")
-            _check(report, "accelerator", lambda: _remote_probe(report, host, reprobe))
+            _check(report, "accelerator", lambda: _verdict(report, host.remote_verdict(reprobe)))
     return report
 
 
@@ -158,14 +162,6 @@ def _remote_pools(hv: Hypervisor) -> str:
         else:
             found.append(f"{name}: {hv.storage_pool_path(name)}, {free / 2**30:.0f} GiB free")
     return ", ".join(found)
-
-
-def _remote_probe(report: Report, host: Host, reprobe: bool) -> str:
-    verdict = host.remote_verdict(reprobe)
-    report.accel = verdict.accel
-    report.probes = [asdict(p) for p in verdict.probes]
-    seen = "; ".join(f"{p.accel}: {'boots' if p.ok else 'fails'} ({p.seconds}s, {p.seen})" for p in verdict.probes)
-    return f"using {verdict.accel} ({seen})"
 
 
 def diagnose(uri: str | None = None, reprobe: bool = False, progress: Progress = NoProgress()) -> Report:

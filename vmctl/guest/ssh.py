@@ -57,11 +57,14 @@ class Jump:
 
     def run(self, command: str, timeout: float = 60) -> tuple[int, str, str]:
         """Run ``command`` on the hypervisor itself: exit status, stdout and stderr."""
+        def failed(e: Exception) -> SSHError:
+            return SSHError(f"running {command!r} on hypervisor {self.host.known_hosts_id} failed: {e}",
+                            hint="is the host up, and its sshd reachable from here?")
+
         try:
             channel = self._transport().open_session(timeout=timeout)
         except (paramiko.SSHException, OSError) as e:
-            raise SSHError(f"running {command!r} on hypervisor {self.host.known_hosts_id} failed: {e}",
-                           hint="is the host up, and its sshd reachable from here?") from e
+            raise failed(e) from e
         err: list[bytes] = []
         try:
             channel.settimeout(timeout)
@@ -73,8 +76,7 @@ class Jump:
             reader.join(timeout)
             status = channel.recv_exit_status()
         except (paramiko.SSHException, OSError) as e:
-            raise SSHError(f"running {command!r} on hypervisor {self.host.known_hosts_id} failed: {e}",
-                           hint="is the host up, and its sshd reachable from here?") from e
+            raise failed(e) from e
         finally:
             channel.close()  # (on a timeout too: the command there gets SIGHUP-free EOF and ends)
         return status, out.decode(errors="replace"), b"".join(err).decode(errors="replace")

@@ -27,7 +27,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -174,15 +173,28 @@ def verdict_file() -> Path:
 
 
 def cached_verdict() -> Verdict | None:
-    try:
-        raw = json.loads(verdict_file().read_text())
-        raw["probes"] = [ProbeResult(**p) for p in raw["probes"]]
-        verdict = Verdict(**raw)
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    if verdict.qemu != qemu_version() or verdict.host_kernel != os.uname().release:
+    verdict = _read_verdict(verdict_file())
+    if verdict is None or (verdict.qemu, verdict.host_kernel) != (qemu_version(), os.uname().release):
         return None
     return verdict
+
+
+def _read_verdict(path: Path) -> Verdict | None:
+    """The verdict kept in ``path``; None if there is none, or it cannot be read."""
+    try:
+        raw = json.loads(path.read_text())
+        raw["probes"] = [ProbeResult(**p) for p in raw["probes"]]
+        return Verdict(**raw)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _keep(path: Path, verdict: Verdict) -> None:
+    """Write ``verdict`` to ``path``: readers never see half a verdict."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
+    tmp.replace(path)
 
 
 def decide(reprobe: bool = False, kvm_timeout: float = 60) -> Verdict:
@@ -213,10 +225,7 @@ def _probe_all(kvm_timeout: float) -> Verdict:
     if not working:
         raise ProbeError(f"no accelerator booted the probe kernel: {probes[-1].seen}")
     verdict = Verdict(working[0].accel, qemu_version(), os.uname().release, time.time(), probes)
-    verdict_file().parent.mkdir(parents=True, exist_ok=True)
-    tmp = verdict_file().with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
-    tmp.replace(verdict_file())  # readers never see half a verdict
+    _keep(verdict_file(), verdict)
     return verdict
 
 
@@ -272,13 +281,8 @@ def decide_remote(uri: str, shell: Shell, kernel: Callable[[], str], reprobe: bo
 
 
 def _cached(path: Path, qemu: str, host_kernel: str) -> Verdict | None:
-    with suppress(OSError, ValueError, TypeError, KeyError):
-        raw = json.loads(path.read_text())
-        raw["probes"] = [ProbeResult(**p) for p in raw["probes"]]
-        cached = Verdict(**raw)
-        if (cached.qemu, cached.host_kernel) == (qemu, host_kernel):
-            return cached
-    return None
+    verdict = _read_verdict(path)
+    return verdict if verdict is not None and (verdict.qemu, verdict.host_kernel) == (qemu, host_kernel) else None
 
 
 def _probe_remote_all(uri: str, shell: Shell, kernel: Callable[[], str], qemu: str, host_kernel: str, kvm: bool,
@@ -292,7 +296,5 @@ def _probe_remote_all(uri: str, shell: Shell, kernel: Callable[[], str], qemu: s
     if not working:
         raise ProbeError(f"no accelerator booted the probe kernel on {uri}: {probes[-1].seen}")
     verdict = Verdict(working[0].accel, qemu, host_kernel, time.time(), probes)
-    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(json.dumps(verdict.to_dict(), indent=2))
-    tmp.replace(path)
+    _keep(path, verdict)
     return verdict

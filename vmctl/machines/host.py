@@ -71,17 +71,15 @@ class Host:
 
     def command(self, argv: builtins.list[str], what: str, timeout: float = 60) -> str:
         """Run ``argv`` on the hypervisor host (as root): in vmctl's runtime's network namespace,
-        on this machine, or over the remote host's sshd; its output. A failure is a
-        :class:`HypervisorError` naming ``what`` and the host."""
+        on this machine, or over the remote host's sshd (a remote URI without one is refused
+        by :attr:`jump`); its output. A failure is a :class:`HypervisorError` naming ``what``
+        and the host."""
         if self.jump is not None:
             rc, out, err = self.jump.run(shlex.join(argv), timeout)
             if rc != 0:
                 raise HypervisorError(f"{what} on {self.uri} failed (exit {rc}): {err.strip() or out.strip()}",
                                       hint=f"run it there by hand to see why: {shlex.join(argv)}")
             return out
-        if is_remote(self.uri):
-            raise HypervisorError(f"{what}: vmctl runs commands on a remote host only over qemu+ssh://, "
-                                  f"not {self.uri}", hint=f"run it there yourself: {shlex.join(argv)}")
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         return run([*prefix, *argv], what=what, timeout=timeout).stdout
 

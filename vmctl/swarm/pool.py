@@ -308,7 +308,11 @@ class Pool:
         """After a first ``up`` that made no node: the networks and routes it made go too."""
         with self._open(spec.where) as (hosts, _):
             if not self._members(hosts):
-                network.teardown(self.name, hosts, host_subnets(spec.cidr, spec.hosts))
+                self._remove_network(spec, hosts)
+
+    def _remove_network(self, spec: PoolSpec, hosts: dict[str, Host]) -> None:
+        """The pool's network and routes, off each of ``hosts``."""
+        network.teardown(self.name, hosts, host_subnets(spec.cidr, spec.hosts))
 
     def join(self, managers: int) -> None:
         """Initialise the swarm on node 1 and join every other node, as manager or worker."""
@@ -466,16 +470,16 @@ class Pool:
         everything on the others is gone. The pool's lock file goes with its last VM (a
         waiter then locks a new one: see :func:`file_lock`)."""
         with self.locked():
-            wheres = self._where()
+            recorded = self._recorded()
+            wheres = recorded.where if recorded else [""]
             with self._open(wheres) as (hosts, down):
                 nodes = self._members(hosts)
                 if not nodes and not missing_ok and not down:
                     lock_path(self.name).unlink(missing_ok=True)
                     raise ConfigError(f"no pool named {self.name!r}", hint="'vmctl pool ls' lists the pools")
-                spec = PoolSpec.of(nodes[0].spec, 1, 1) if nodes else None
                 results = each(nodes, lambda m: m.down(), key=lambda m: m.name)
-                if spec is not None and spec.hosts:
-                    network.teardown(self.name, hosts, host_subnets(spec.cidr, spec.hosts))
+                if recorded is not None and recorded.hosts:
+                    self._remove_network(recorded, hosts)
             _check(self.name, "deleting nodes", results)
             self._reachable(wheres, down)
             lock_path(self.name).unlink(missing_ok=True)
